@@ -1,0 +1,1 @@
+//! Analyst console (HTTP API and web UI); built out in a later issue.

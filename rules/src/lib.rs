@@ -1,0 +1,1 @@
+//! Compliance rule engine; built out in a later issue.
