@@ -1,1 +1,16 @@
-//! collector
+//! The collector: per-tenant certificate authorities and enrolment, mutual-TLS
+//! QUIC ingest of signed result batches, durable storage and metrics.
+
+pub mod admin;
+pub mod admin_socket;
+pub mod config;
+pub mod metrics;
+pub mod pki;
+pub mod server;
+pub mod session;
+pub mod store;
+pub mod time;
+pub mod verifier;
+
+pub use config::{CollectorConfig, Settings};
+pub use server::Collector;

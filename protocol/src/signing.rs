@@ -33,10 +33,15 @@ pub fn sign_batch(key: &SigningKey, body: &BatchBody) -> Result<SignedBatch, Pro
 impl SignedBatch {
     /// Checks the signature with the agent's key, then decodes the body.
     pub fn verify(&self, key: &VerifyingKey) -> Result<BatchBody, ProtocolError> {
+        self.verify_signature(key)?;
+        decode_value(&self.body)
+    }
+
+    /// Checks the signature only, without decoding the body.
+    pub fn verify_signature(&self, key: &VerifyingKey) -> Result<(), ProtocolError> {
         let sig = Signature::from_bytes(&self.signature);
         key.verify_strict(&batch_digest(&self.body), &sig)
-            .map_err(|_| ProtocolError::BadSignature)?;
-        decode_value(&self.body)
+            .map_err(|_| ProtocolError::BadSignature)
     }
 
     /// Decodes the body without checking the signature (for local inspection only).

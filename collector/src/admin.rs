@@ -1,0 +1,263 @@
+//! Administrative operations: tokens, agents, revocation and statistics.
+//!
+//! The same operations serve the in-process API, the running collector's admin
+//! socket and the offline CLI (which opens the database directly when no
+//! collector is running).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use protocol::{AgentId, TenantId};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::pki::{Pki, PkiError};
+use crate::store::{AgentRecord, DeliveryCounts, Store, StoreError, TokenRecord};
+use crate::time::now_ms;
+
+/// Failures of administrative operations.
+#[derive(Debug, Error)]
+pub enum AdminError {
+    /// Storage failed or the subject does not exist.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// CA creation failed.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    /// The admin socket could not be reached or answered nonsense.
+    #[error("admin socket: {0}")]
+    Socket(String),
+    /// The running collector refused the request.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// SHA-256 of an enrolment token: only this is stored.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.trim().as_bytes()).into()
+}
+
+/// A freshly created enrolment token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedToken {
+    /// The secret to hand to the agent (shown once, never stored).
+    pub token: String,
+    /// Tenant it enrols into.
+    pub tenant: TenantId,
+    /// Expiry, ms since the epoch.
+    pub expires_ms: u64,
+    /// Server CA fingerprint the agent must pin.
+    pub ca_fingerprint: String,
+}
+
+/// An agent with its delivery counters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentSummary {
+    /// The stored agent record.
+    #[serde(flatten)]
+    pub record: AgentRecord,
+    /// Delivery counters.
+    pub delivery: DeliveryCounts,
+    /// Whether it is connected right now (only known to a running collector).
+    pub online: bool,
+}
+
+/// Totals for one tenant.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TenantStats {
+    /// Enrolled agents.
+    pub agents: u64,
+    /// Revoked agents.
+    pub revoked: u64,
+    /// Batches stored.
+    pub batches: u64,
+    /// Records stored.
+    pub records: u64,
+}
+
+/// A request to the admin socket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum AdminRequest {
+    /// Create an enrolment token.
+    CreateToken {
+        /// Tenant to enrol into.
+        tenant: TenantId,
+        /// Lifetime in seconds; the configured default when absent.
+        ttl_secs: Option<u64>,
+    },
+    /// List agents.
+    ListAgents {
+        /// Only this tenant's agents.
+        tenant: Option<TenantId>,
+    },
+    /// Revoke an agent.
+    RevokeAgent {
+        /// The agent.
+        agent: AgentId,
+    },
+    /// Per-tenant totals.
+    Stats,
+    /// The server CA fingerprint.
+    Fingerprint,
+}
+
+/// Connections of agents currently online, so revocation can cut them at once.
+#[derive(Default)]
+pub struct LiveAgents {
+    conns: Mutex<HashMap<AgentId, quinn::Connection>>,
+}
+
+impl LiveAgents {
+    /// Registers an agent's connection, replacing an older one.
+    pub fn insert(&self, agent: AgentId, conn: quinn::Connection) {
+        if let Ok(mut m) = self.conns.lock()
+            && let Some(old) = m.insert(agent, conn)
+        {
+            old.close(0u32.into(), b"superseded by a newer connection");
+        }
+    }
+
+    /// Forgets an agent's connection if it is still this one.
+    pub fn remove(&self, agent: &AgentId, conn: &quinn::Connection) {
+        if let Ok(mut m) = self.conns.lock()
+            && m.get(agent).is_some_and(|c| c.stable_id() == conn.stable_id())
+        {
+            m.remove(agent);
+        }
+    }
+
+    /// Whether the agent is connected.
+    pub fn is_online(&self, agent: &AgentId) -> bool {
+        self.conns.lock().map(|m| m.contains_key(agent)).unwrap_or(false)
+    }
+
+    /// Closes the agent's connection, if any.
+    pub fn disconnect(&self, agent: &AgentId, reason: &[u8]) {
+        if let Ok(mut m) = self.conns.lock()
+            && let Some(c) = m.remove(agent)
+        {
+            c.close(1u32.into(), reason);
+        }
+    }
+}
+
+/// Administrative operations over the collector state.
+#[derive(Clone)]
+pub struct Admin {
+    store: Arc<dyn Store>,
+    pki: Arc<Pki>,
+    default_ttl: Duration,
+    live: Option<Arc<LiveAgents>>,
+}
+
+impl Admin {
+    /// Operations over `store`; `live` is present inside a running collector.
+    pub fn new(
+        store: Arc<dyn Store>,
+        pki: Arc<Pki>,
+        default_ttl: Duration,
+        live: Option<Arc<LiveAgents>>,
+    ) -> Self {
+        Self {
+            store,
+            pki,
+            default_ttl,
+            live,
+        }
+    }
+
+    /// Creates a single-use enrolment token (and the tenant CA on first use).
+    pub fn create_token(
+        &self,
+        tenant: &TenantId,
+        ttl: Option<Duration>,
+    ) -> Result<CreatedToken, AdminError> {
+        self.pki.tenant_ca(tenant)?;
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| AdminError::Socket(e.to_string()))?;
+        let token = format!("vgt_{}", hex::encode(secret));
+        let now = now_ms();
+        let ttl = ttl.unwrap_or(self.default_ttl);
+        let record = TokenRecord {
+            tenant: tenant.clone(),
+            created_ms: now,
+            expires_ms: now.saturating_add(ttl.as_millis() as u64),
+        };
+        self.store.put_token(token_hash(&token), &record)?;
+        self.store.flush()?;
+        Ok(CreatedToken {
+            token,
+            tenant: tenant.clone(),
+            expires_ms: record.expires_ms,
+            ca_fingerprint: self.pki.server_ca_fingerprint(),
+        })
+    }
+
+    /// Agents with their delivery counters.
+    pub fn list_agents(&self, tenant: Option<&TenantId>) -> Result<Vec<AgentSummary>, AdminError> {
+        let mut out = Vec::new();
+        for record in self.store.agents(tenant)? {
+            let delivery = self.store.delivery(&record.tenant, &record.agent)?;
+            let online = self
+                .live
+                .as_ref()
+                .is_some_and(|l| l.is_online(&record.agent));
+            out.push(AgentSummary {
+                record,
+                delivery,
+                online,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Revokes an agent: refused at its next handshake, and disconnected now.
+    pub fn revoke_agent(&self, agent: &AgentId) -> Result<AgentRecord, AdminError> {
+        let rec = self.store.revoke_agent(agent, now_ms())?;
+        if let Some(live) = &self.live {
+            live.disconnect(agent, b"agent revoked");
+        }
+        Ok(rec)
+    }
+
+    /// Totals per tenant.
+    pub fn stats(&self) -> Result<BTreeMap<TenantId, TenantStats>, AdminError> {
+        let mut out: BTreeMap<TenantId, TenantStats> = BTreeMap::new();
+        for rec in self.store.agents(None)? {
+            let s = out.entry(rec.tenant.clone()).or_default();
+            s.agents += 1;
+            s.revoked += u64::from(rec.revoked_ms.is_some());
+        }
+        for (tenant, _, c) in self.store.all_deliveries()? {
+            let s = out.entry(tenant).or_default();
+            s.batches += c.batches;
+            s.records += c.records;
+        }
+        Ok(out)
+    }
+
+    /// Runs one request, returning its JSON answer.
+    pub fn handle(&self, req: AdminRequest) -> Result<serde_json::Value, AdminError> {
+        let json = |v: Result<serde_json::Value, serde_json::Error>| {
+            v.map_err(|e| AdminError::Socket(e.to_string()))
+        };
+        match req {
+            AdminRequest::CreateToken { tenant, ttl_secs } => json(serde_json::to_value(
+                self.create_token(&tenant, ttl_secs.map(Duration::from_secs))?,
+            )),
+            AdminRequest::ListAgents { tenant } => {
+                json(serde_json::to_value(self.list_agents(tenant.as_ref())?))
+            }
+            AdminRequest::RevokeAgent { agent } => {
+                json(serde_json::to_value(self.revoke_agent(&agent)?))
+            }
+            AdminRequest::Stats => json(serde_json::to_value(self.stats()?)),
+            AdminRequest::Fingerprint => Ok(serde_json::Value::String(
+                self.pki.server_ca_fingerprint(),
+            )),
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! Collector configuration: TOML file with defaults, validated before use.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use protocol::{CheckKind, JobPush, JobSpec, PortRange, Scope, TenantId};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Invalid or unreadable configuration.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// A value is out of range or malformed.
+    #[error("invalid setting {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// Parses a human duration such as `30d`, `15s` or `1h 30m`.
+pub fn parse_duration(key: &str, value: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(value).map_err(|e| invalid(key, format!("{value:?}: {e}")))
+}
+
+/// Parses `80`, `8000-8100` or a comma-separated list of those.
+pub fn parse_ports(key: &str, value: &str) -> Result<Vec<PortRange>, ConfigError> {
+    let mut out = Vec::new();
+    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let parse = |s: &str| {
+            s.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| invalid(key, format!("{part:?} is not a port or port range")))
+        };
+        let (start, end) = (parse(a)?, parse(b)?);
+        if start > end {
+            return Err(invalid(key, format!("{part:?}: range runs backwards")));
+        }
+        out.push(PortRange { start, end });
+    }
+    if out.is_empty() {
+        return Err(invalid(key, "no ports given"));
+    }
+    Ok(out)
+}
+
+/// The whole collector configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// UDP address the QUIC endpoint listens on.
+    pub listen: SocketAddr,
+    /// Directory holding the database and the admin socket.
+    pub data_dir: PathBuf,
+    /// Names and addresses agents use to reach the collector (server certificate SANs).
+    pub server_names: Vec<String>,
+    /// Where to serve Prometheus metrics over HTTP; empty string disables.
+    pub metrics_listen: String,
+    /// Lifetime of agent certificates.
+    pub agent_cert_lifetime: String,
+    /// Default lifetime of enrolment tokens.
+    pub token_ttl: String,
+    /// Interval at which idle agents send heartbeats.
+    pub heartbeat_interval: String,
+    /// Connection idle timeout.
+    pub idle_timeout: String,
+    /// Largest frame accepted from an agent, in bytes.
+    pub max_frame_bytes: usize,
+    /// Per-tenant scope and jobs.
+    pub tenants: BTreeMap<String, TenantConfig>,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 4433)),
+            data_dir: PathBuf::from("vigil-data/collector"),
+            server_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            metrics_listen: "127.0.0.1:9464".into(),
+            agent_cert_lifetime: "30d".into(),
+            token_ttl: "24h".into(),
+            heartbeat_interval: "15s".into(),
+            idle_timeout: "60s".into(),
+            max_frame_bytes: protocol::DEFAULT_MAX_FRAME,
+            tenants: BTreeMap::new(),
+        }
+    }
+}
+
+/// Scope and scan jobs of one tenant.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantConfig {
+    /// What agents of this tenant may scan.
+    pub scope: ScopeConfig,
+    /// Jobs pushed to every agent of the tenant.
+    pub jobs: Vec<JobConfig>,
+}
+
+/// Authorised scope as written in the config file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScopeConfig {
+    /// CIDR blocks.
+    pub cidrs: Vec<String>,
+    /// Host names, `*.example.com` for subdomains.
+    pub hostnames: Vec<String>,
+    /// Port list such as `"1-1024,3389"`.
+    pub ports: String,
+}
+
+/// One scan job as written in the config file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobConfig {
+    /// Job identifier, unique within the tenant.
+    pub id: String,
+    /// Targets: host names, addresses or CIDRs inside the scope.
+    pub targets: Vec<String>,
+    /// Ports to probe, e.g. `"22,80,443"`.
+    #[serde(default)]
+    pub ports: Option<String>,
+    /// Checks to run.
+    pub checks: Vec<CheckKind>,
+    /// Repeat interval such as `"10m"`; absent runs once per connection.
+    #[serde(default)]
+    pub every: Option<String>,
+}
+
+/// Validated settings derived from [`CollectorConfig`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The raw configuration.
+    pub raw: CollectorConfig,
+    /// Parsed metrics address.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Parsed agent certificate lifetime.
+    pub agent_cert_lifetime: Duration,
+    /// Parsed token lifetime.
+    pub token_ttl: Duration,
+    /// Parsed heartbeat interval.
+    pub heartbeat_interval: Duration,
+    /// Parsed idle timeout.
+    pub idle_timeout: Duration,
+    /// Job push per tenant.
+    pub jobs: BTreeMap<TenantId, JobPush>,
+}
+
+impl CollectorConfig {
+    /// Reads and parses a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks every value and derives the typed settings.
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        let metrics_listen = match self.metrics_listen.trim() {
+            "" => None,
+            s => Some(
+                s.parse()
+                    .map_err(|e| invalid("metrics_listen", format!("{s:?}: {e}")))?,
+            ),
+        };
+        let agent_cert_lifetime =
+            parse_duration("agent_cert_lifetime", &self.agent_cert_lifetime)?;
+        if agent_cert_lifetime < Duration::from_secs(60) {
+            return Err(invalid("agent_cert_lifetime", "must be at least 1m"));
+        }
+        let token_ttl = parse_duration("token_ttl", &self.token_ttl)?;
+        let heartbeat_interval = parse_duration("heartbeat_interval", &self.heartbeat_interval)?;
+        let idle_timeout = parse_duration("idle_timeout", &self.idle_timeout)?;
+        if idle_timeout <= heartbeat_interval {
+            return Err(invalid(
+                "idle_timeout",
+                "must be longer than heartbeat_interval",
+            ));
+        }
+        if self.server_names.is_empty() {
+            return Err(invalid("server_names", "at least one name is required"));
+        }
+        if self.max_frame_bytes < 64 * 1024 {
+            return Err(invalid("max_frame_bytes", "must be at least 65536"));
+        }
+        let mut jobs = BTreeMap::new();
+        for (name, tenant) in &self.tenants {
+            let id = TenantId::new(name.as_str())
+                .map_err(|e| invalid(format!("tenants.{name}"), e.to_string()))?;
+            jobs.insert(id, tenant.job_push(name)?);
+        }
+        Ok(Settings {
+            metrics_listen,
+            agent_cert_lifetime,
+            token_ttl,
+            heartbeat_interval,
+            idle_timeout,
+            jobs,
+            raw: self,
+        })
+    }
+}
+
+impl TenantConfig {
+    fn job_push(&self, tenant: &str) -> Result<JobPush, ConfigError> {
+        let key = |k: &str| format!("tenants.{tenant}.{k}");
+        for cidr in &self.scope.cidrs {
+            cidr.parse::<ipnet::IpNet>()
+                .map_err(|e| invalid(key("scope.cidrs"), format!("{cidr:?}: {e}")))?;
+        }
+        let ports = if self.scope.ports.trim().is_empty() {
+            Vec::new()
+        } else {
+            parse_ports(&key("scope.ports"), &self.scope.ports)?
+        };
+        let scope = Scope {
+            cidrs: self.scope.cidrs.clone(),
+            hostnames: self.scope.hostnames.clone(),
+            ports,
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        let mut jobs = Vec::new();
+        for job in &self.jobs {
+            if !seen.insert(job.id.clone()) {
+                return Err(invalid(key("jobs"), format!("duplicate job id {:?}", job.id)));
+            }
+            if job.targets.is_empty() || job.checks.is_empty() {
+                return Err(invalid(
+                    key(&format!("jobs.{}", job.id)),
+                    "needs at least one target and one check",
+                ));
+            }
+            let ports = match &job.ports {
+                Some(p) => parse_ports(&key(&format!("jobs.{}.ports", job.id)), p)?,
+                None => Vec::new(),
+            };
+            let every_secs = job
+                .every
+                .as_deref()
+                .map(|e| parse_duration(&key(&format!("jobs.{}.every", job.id)), e))
+                .transpose()?
+                .map(|d| d.as_secs().max(1));
+            jobs.push(JobSpec {
+                job_id: job.id.clone(),
+                targets: job.targets.clone(),
+                ports,
+                checks: job.checks.clone(),
+                every_secs,
+            });
+        }
+        Ok(JobPush { scope, jobs })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        let s = CollectorConfig::default().validate().unwrap();
+        assert_eq!(s.agent_cert_lifetime, Duration::from_secs(30 * 86400));
+        assert!(s.metrics_listen.is_some());
+    }
+
+    #[test]
+    fn example_config_in_deploy_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/collector.toml");
+        let s = CollectorConfig::load(&path).unwrap().validate().unwrap();
+        assert!(!s.jobs.is_empty());
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let c: CollectorConfig = toml::from_str(
+            r#"
+            [tenants.acme.scope]
+            cidrs = ["10.0.0.0/33"]
+            "#,
+        )
+        .unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("tenants.acme.scope.cidrs"), "{err}");
+        assert!(toml::from_str::<CollectorConfig>("listen = 5").is_err());
+        assert!(toml::from_str::<CollectorConfig>("bogus = 1").is_err());
+        assert!(parse_ports("p", "10-5").is_err());
+        assert!(parse_ports("p", "0").is_err());
+        assert_eq!(
+            parse_ports("p", "22, 80-81").unwrap(),
+            vec![
+                PortRange { start: 22, end: 22 },
+                PortRange { start: 80, end: 81 }
+            ]
+        );
+    }
+}

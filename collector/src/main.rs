@@ -1,0 +1,277 @@
+//! `collector` command line: run the server and administer tokens and agents.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use collector::admin::{Admin, AdminRequest, AgentSummary, CreatedToken, TenantStats};
+use collector::config::{CollectorConfig, parse_duration};
+use collector::pki::Pki;
+use collector::store::{SledStore, Store};
+use collector::{Collector, admin_socket};
+use protocol::{AgentId, TenantId};
+
+#[derive(Parser)]
+#[command(name = "collector", version, about = "vigil collector: enrolment, ingest and storage")]
+struct Cli {
+    /// Configuration file (TOML); built-in defaults apply when absent.
+    #[arg(long, short, env = "VIGIL_COLLECTOR_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Data directory, overriding the configuration.
+    #[arg(long, env = "VIGIL_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the collector.
+    Serve {
+        /// UDP address for QUIC, overriding the configuration.
+        #[arg(long, env = "VIGIL_LISTEN")]
+        listen: Option<std::net::SocketAddr>,
+        /// Metrics HTTP address ("" disables), overriding the configuration.
+        #[arg(long, env = "VIGIL_METRICS_LISTEN")]
+        metrics_listen: Option<String>,
+    },
+    /// Enrolment tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Enrolled agents.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
+    /// Stored batches and records per tenant.
+    Stats {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The server CA.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a single-use enrolment token.
+    Create {
+        /// Tenant the agent will belong to.
+        #[arg(long)]
+        tenant: TenantId,
+        /// Token lifetime, e.g. 24h or 30m.
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Print only the token.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// List agents with their delivery counters.
+    List {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<TenantId>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an agent: it is refused at its next handshake and disconnected now.
+    Revoke {
+        /// Agent id (see `agent list`).
+        id: AgentId,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Print the SHA-256 fingerprint agents pass as --ca-fingerprint.
+    Fingerprint,
+}
+
+fn load_config(cli: &Cli) -> Result<CollectorConfig> {
+    let mut config = match &cli.config {
+        Some(path) => CollectorConfig::load(path)?,
+        None => CollectorConfig::default(),
+    };
+    if let Some(dir) = &cli.data_dir {
+        config.data_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+/// Runs an admin request on the running collector, or directly on the database when none runs.
+async fn admin_request(config: CollectorConfig, req: AdminRequest) -> Result<serde_json::Value> {
+    let sock = admin_socket::socket_path(&config.data_dir);
+    if let Some(v) = admin_socket::request(&sock, &req).await? {
+        return Ok(v);
+    }
+    let settings = config.validate()?;
+    let db = settings.raw.data_dir.join("db");
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&db).with_context(|| {
+        format!(
+            "no collector answers on {} and the database cannot be opened",
+            sock.display()
+        )
+    })?);
+    let pki = Arc::new(Pki::open(store.clone())?);
+    let admin = Admin::new(store.clone(), pki, settings.token_ttl, None);
+    let value = tokio::task::spawn_blocking(move || admin.handle(req)).await??;
+    store.flush()?;
+    Ok(value)
+}
+
+fn fmt_ms(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms))
+        .to_string()
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,quinn=warn,sled=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let config = load_config(&cli)?;
+    match cli.command {
+        Command::Serve {
+            listen,
+            metrics_listen,
+        } => {
+            let mut config = config;
+            if let Some(l) = listen {
+                config.listen = l;
+            }
+            if let Some(m) = metrics_listen {
+                config.metrics_listen = m;
+            }
+            let settings = config.validate()?;
+            let collector = Collector::start(settings)
+                .await
+                .context("starting the collector")?;
+            tracing::info!(
+                "collector listening on {} (QUIC); server CA fingerprint {}",
+                collector.local_addr(),
+                collector.ca_fingerprint()
+            );
+            if let Some(m) = collector.metrics_addr() {
+                tracing::info!("metrics on http://{m}/metrics");
+            }
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            tracing::info!("shutting down");
+            collector.shutdown().await;
+        }
+        Command::Token {
+            command: TokenCommand::Create { tenant, ttl, quiet },
+        } => {
+            let ttl_secs = ttl
+                .map(|t| parse_duration("--ttl", &t))
+                .transpose()?
+                .map(|d| d.as_secs());
+            if ttl_secs == Some(0) {
+                bail!("--ttl must be at least one second");
+            }
+            let v = admin_request(config, AdminRequest::CreateToken { tenant, ttl_secs }).await?;
+            let t: CreatedToken = serde_json::from_value(v)?;
+            if quiet {
+                println!("{}", t.token);
+            } else {
+                println!("token:          {}", t.token);
+                println!("tenant:         {}", t.tenant);
+                println!("expires:        {}", fmt_ms(t.expires_ms));
+                println!("ca fingerprint: {}", t.ca_fingerprint);
+                println!();
+                println!(
+                    "enrol with: agent enroll --collector HOST:PORT --token {} --ca-fingerprint {}",
+                    t.token, t.ca_fingerprint
+                );
+            }
+        }
+        Command::Agent {
+            command: AgentCommand::List { tenant, json },
+        } => {
+            let v = admin_request(config, AdminRequest::ListAgents { tenant }).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let agents: Vec<AgentSummary> = serde_json::from_value(v)?;
+                println!(
+                    "{:<20} {:<16} {:<20} {:<8} {:>10} {:>12} {:<20}",
+                    "AGENT", "TENANT", "HOST", "STATUS", "BATCHES", "RECORDS", "LAST SEEN"
+                );
+                for a in agents {
+                    let status = if a.record.revoked_ms.is_some() {
+                        "revoked"
+                    } else if a.online {
+                        "online"
+                    } else {
+                        "offline"
+                    };
+                    println!(
+                        "{:<20} {:<16} {:<20} {:<8} {:>10} {:>12} {:<20}",
+                        a.record.agent,
+                        a.record.tenant,
+                        a.record.hostname,
+                        status,
+                        a.delivery.batches,
+                        a.delivery.records,
+                        fmt_ms(a.record.last_seen_ms)
+                    );
+                }
+            }
+        }
+        Command::Agent {
+            command: AgentCommand::Revoke { id },
+        } => {
+            admin_request(config, AdminRequest::RevokeAgent { agent: id.clone() }).await?;
+            println!("agent {id} revoked");
+        }
+        Command::Stats { json } => {
+            let v = admin_request(config, AdminRequest::Stats).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let stats: std::collections::BTreeMap<TenantId, TenantStats> =
+                    serde_json::from_value(v)?;
+                println!(
+                    "{:<16} {:>7} {:>8} {:>10} {:>12}",
+                    "TENANT", "AGENTS", "REVOKED", "BATCHES", "RECORDS"
+                );
+                for (t, s) in stats {
+                    println!(
+                        "{:<16} {:>7} {:>8} {:>10} {:>12}",
+                        t, s.agents, s.revoked, s.batches, s.records
+                    );
+                }
+            }
+        }
+        Command::Ca {
+            command: CaCommand::Fingerprint,
+        } => {
+            let v = admin_request(config, AdminRequest::Fingerprint).await?;
+            println!("{}", v.as_str().unwrap_or_default());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! Collector counters, rendered in the Prometheus text exposition format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::store::Store;
+
+/// Monotonic counters and gauges updated by the transport.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Connections accepted (TLS handshake completed).
+    pub connections_total: AtomicU64,
+    /// Connections currently open.
+    pub connections_active: AtomicU64,
+    /// Handshakes that failed (bad, foreign-tenant or revoked certificates...).
+    pub handshakes_failed: AtomicU64,
+    /// Agents enrolled.
+    pub enrollments: AtomicU64,
+    /// Enrolment attempts refused.
+    pub enrollments_refused: AtomicU64,
+    /// Certificates renewed.
+    pub renewals: AtomicU64,
+    /// Batches stored.
+    pub batches_stored: AtomicU64,
+    /// Replayed batches dropped.
+    pub batches_duplicate: AtomicU64,
+    /// Batches refused (signature, identity, unauthenticated).
+    pub batches_rejected: AtomicU64,
+    /// Records stored.
+    pub records_stored: AtomicU64,
+    /// Acks sent.
+    pub acks_sent: AtomicU64,
+}
+
+fn line(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    let _ = writeln!(out, "{name} {value}");
+}
+
+impl Metrics {
+    /// Adds one to a counter.
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Renders every metric, including per-tenant totals read from the store.
+    pub fn render(&self, store: &dyn Store) -> String {
+        let mut out = String::new();
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        for (name, kind, help, v) in [
+            ("vigil_connections_total", "counter", "QUIC connections accepted.", get(&self.connections_total)),
+            ("vigil_connections_active", "gauge", "QUIC connections open.", get(&self.connections_active)),
+            ("vigil_handshakes_failed_total", "counter", "Connections whose handshake failed.", get(&self.handshakes_failed)),
+            ("vigil_enrollments_total", "counter", "Agents enrolled.", get(&self.enrollments)),
+            ("vigil_enrollments_refused_total", "counter", "Enrolment attempts refused.", get(&self.enrollments_refused)),
+            ("vigil_renewals_total", "counter", "Agent certificates renewed.", get(&self.renewals)),
+            ("vigil_batches_stored_total", "counter", "Result batches durably stored.", get(&self.batches_stored)),
+            ("vigil_batches_duplicate_total", "counter", "Replayed batches dropped.", get(&self.batches_duplicate)),
+            ("vigil_batches_rejected_total", "counter", "Batches refused.", get(&self.batches_rejected)),
+            ("vigil_records_stored_total", "counter", "Result records durably stored since start.", get(&self.records_stored)),
+            ("vigil_acks_sent_total", "counter", "Acks sent to agents.", get(&self.acks_sent)),
+        ] {
+            line(&mut out, name, kind, help, v);
+        }
+        match store.all_deliveries() {
+            Ok(rows) => {
+                let mut per_tenant = std::collections::BTreeMap::<String, (u64, u64)>::new();
+                for (tenant, _, c) in rows {
+                    let e = per_tenant.entry(tenant.to_string()).or_default();
+                    e.0 += c.batches;
+                    e.1 += c.records;
+                }
+                let _ = writeln!(out, "# HELP vigil_tenant_records_stored Records held per tenant.");
+                let _ = writeln!(out, "# TYPE vigil_tenant_records_stored gauge");
+                for (t, (_, r)) in &per_tenant {
+                    let _ = writeln!(out, "vigil_tenant_records_stored{{tenant=\"{t}\"}} {r}");
+                }
+                let _ = writeln!(out, "# HELP vigil_tenant_batches_stored Batches held per tenant.");
+                let _ = writeln!(out, "# TYPE vigil_tenant_batches_stored gauge");
+                for (t, (b, _)) in &per_tenant {
+                    let _ = writeln!(out, "vigil_tenant_batches_stored{{tenant=\"{t}\"}} {b}");
+                }
+            }
+            Err(e) => tracing::warn!("metrics: cannot read delivery counts: {e}"),
+        }
+        out
+    }
+}

@@ -1,0 +1,271 @@
+//! The running collector: QUIC endpoint, metrics endpoint and admin socket.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use thiserror::Error;
+
+use crate::admin::{Admin, LiveAgents};
+use crate::admin_socket;
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::pki::{Pki, PkiError};
+use crate::session;
+use crate::store::{SledStore, Store, StoreError};
+use crate::verifier::AgentCertVerifier;
+
+/// Failures while starting the collector.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The CAs could not be loaded or created.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    /// TLS configuration failed.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    /// A socket could not be bound.
+    #[error("{what} {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// State shared by every connection.
+pub struct Shared {
+    /// Validated configuration.
+    pub settings: Settings,
+    /// Durable state.
+    pub store: Arc<dyn Store>,
+    /// Certificate authorities.
+    pub pki: Arc<Pki>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Connected agents.
+    pub live: Arc<LiveAgents>,
+}
+
+/// A started collector; dropping it does not stop it, call [`Collector::shutdown`].
+pub struct Collector {
+    shared: Arc<Shared>,
+    endpoint: quinn::Endpoint,
+    metrics_addr: Option<SocketAddr>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn quinn_server_config(shared: &Shared) -> Result<quinn::ServerConfig, StartError> {
+    let tls_err = |e: &dyn std::fmt::Display| StartError::Tls(e.to_string());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(AgentCertVerifier::new(
+        shared.pki.clone(),
+        shared.store.clone(),
+        provider.clone(),
+    ));
+    let (chain, key) = shared.pki.server_identity(&shared.settings.raw.server_names)?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| tls_err(&e))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| tls_err(&e))?;
+    tls.alpn_protocols = vec![protocol::ALPN.to_vec()];
+    let crypto =
+        quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| tls_err(&e))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_idle_timeout(Some(
+            shared
+                .settings
+                .idle_timeout
+                .try_into()
+                .map_err(|e| tls_err(&e))?,
+        ))
+        .max_concurrent_bidi_streams(1u32.into())
+        .max_concurrent_uni_streams(0u32.into())
+        .stream_receive_window((16u32 * 1024 * 1024).into())
+        .receive_window((32u32 * 1024 * 1024).into())
+        .send_window(8 * 1024 * 1024);
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+impl Collector {
+    /// Opens the embedded store in the configured data directory and starts serving.
+    pub async fn start(settings: Settings) -> Result<Self, StartError> {
+        let dir = &settings.raw.data_dir;
+        std::fs::create_dir_all(dir).map_err(|source| StartError::Bind {
+            what: "creating data directory",
+            addr: dir.display().to_string(),
+            source,
+        })?;
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.join("db"))?);
+        Self::start_with_store(settings, store).await
+    }
+
+    /// Starts serving over an already opened store.
+    pub async fn start_with_store(
+        settings: Settings,
+        store: Arc<dyn Store>,
+    ) -> Result<Self, StartError> {
+        let pki = Arc::new(Pki::open(store.clone())?);
+        let shared = Arc::new(Shared {
+            store,
+            pki,
+            metrics: Arc::new(Metrics::default()),
+            live: Arc::new(LiveAgents::default()),
+            settings,
+        });
+        let listen = shared.settings.raw.listen;
+        let endpoint = quinn::Endpoint::server(quinn_server_config(&shared)?, listen).map_err(
+            |source| StartError::Bind {
+                what: "QUIC listener",
+                addr: listen.to_string(),
+                source,
+            },
+        )?;
+        let mut tasks = vec![tokio::spawn(accept_loop(endpoint.clone(), shared.clone()))];
+        let sock = admin_socket::socket_path(&shared.settings.raw.data_dir);
+        let admin = Admin::new(
+            shared.store.clone(),
+            shared.pki.clone(),
+            shared.settings.token_ttl,
+            Some(shared.live.clone()),
+        );
+        tasks.push(
+            admin_socket::serve(&sock, admin).map_err(|source| StartError::Bind {
+                what: "admin socket",
+                addr: sock.display().to_string(),
+                source,
+            })?,
+        );
+        let mut metrics_addr = None;
+        if let Some(addr) = shared.settings.metrics_listen {
+            let listener =
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind {
+                        what: "metrics listener",
+                        addr: addr.to_string(),
+                        source,
+                    })?;
+            metrics_addr = listener.local_addr().ok();
+            let s = shared.clone();
+            let app = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let s = s.clone();
+                    async move {
+                        let body = tokio::task::spawn_blocking(move || {
+                            s.metrics.render(s.store.as_ref())
+                        })
+                        .await
+                        .unwrap_or_default();
+                        (
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "text/plain; version=0.0.4",
+                            )],
+                            body,
+                        )
+                    }
+                }),
+            );
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!("metrics server stopped: {e}");
+                }
+            }));
+        }
+        Ok(Self {
+            shared,
+            endpoint,
+            metrics_addr,
+            tasks,
+        })
+    }
+
+    /// Address the QUIC endpoint is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.endpoint
+            .local_addr()
+            .unwrap_or(self.shared.settings.raw.listen)
+    }
+
+    /// Address of the metrics endpoint, if enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// Administrative operations on this collector.
+    pub fn admin(&self) -> Admin {
+        Admin::new(
+            self.shared.store.clone(),
+            self.shared.pki.clone(),
+            self.shared.settings.token_ttl,
+            Some(self.shared.live.clone()),
+        )
+    }
+
+    /// The store (for inspection and tests).
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.shared.store.clone()
+    }
+
+    /// Counters.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.shared.metrics.clone()
+    }
+
+    /// Server CA fingerprint agents pin at enrolment.
+    pub fn ca_fingerprint(&self) -> String {
+        self.shared.pki.server_ca_fingerprint()
+    }
+
+    /// Stops accepting, closes connections and flushes the store.
+    pub async fn shutdown(self) {
+        self.endpoint.close(0u32.into(), b"collector shutting down");
+        for t in &self.tasks {
+            t.abort();
+        }
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            self.endpoint.wait_idle(),
+        )
+        .await;
+        let _ = std::fs::remove_file(admin_socket::socket_path(
+            &self.shared.settings.raw.data_dir,
+        ));
+        if let Err(e) = self.shared.store.flush() {
+            tracing::error!("final flush failed: {e}");
+        }
+    }
+}
+
+async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    Metrics::inc(&shared.metrics.handshakes_failed);
+                    tracing::warn!("handshake with {remote} failed: {e}");
+                    return;
+                }
+            };
+            Metrics::inc(&shared.metrics.connections_total);
+            shared.metrics.connections_active.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = session::run(shared.clone(), conn).await {
+                tracing::warn!("session with {remote} ended: {e}");
+            }
+            shared.metrics.connections_active.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
