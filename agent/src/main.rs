@@ -44,6 +44,8 @@ enum Command {
     Run,
     /// Show identity, certificate expiry and spool backlog.
     Status,
+    /// Scan one target locally and print the observations (no collector involved).
+    Scan(agent::scan::cli::ScanArgs),
 }
 
 fn host_name() -> String {
@@ -73,6 +75,7 @@ async fn main() -> Result<()> {
         config.state_dir = dir;
     }
     match cli.command {
+        Command::Scan(args) => agent::scan::cli::run(args).await?,
         Command::Enroll {
             collector,
             token,
