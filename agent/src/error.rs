@@ -31,6 +31,9 @@ pub enum AgentError {
     /// The collector refused the handshake (certificate rejected).
     #[error("collector rejected our certificate: {0}")]
     CertificateRejected(String),
+    /// We refused the collector's certificate (wrong fingerprint or CA).
+    #[error("the collector's certificate is not trusted: {0}")]
+    ServerUntrusted(String),
     /// The collector revoked this agent.
     #[error("this agent has been revoked by the collector; enrol it again with a new token")]
     Revoked,

@@ -57,16 +57,17 @@ pub async fn open(
 pub fn classify(e: quinn::ConnectionError) -> AgentError {
     use quinn::ConnectionError as C;
     match &e {
-        C::TransportError(t) if t.code == quinn::TransportErrorCode::crypto(ALERT_CERTIFICATE_REVOKED) => {
-            AgentError::Revoked
-        }
-        C::ConnectionClosed(c) if c.error_code == quinn::TransportErrorCode::crypto(ALERT_CERTIFICATE_REVOKED) => {
+        // The collector closed the handshake: it refused our certificate.
+        C::ConnectionClosed(c)
+            if c.error_code == quinn::TransportErrorCode::crypto(ALERT_CERTIFICATE_REVOKED) =>
+        {
             AgentError::Revoked
         }
         C::ConnectionClosed(c) if is_crypto(c.error_code) => {
             AgentError::CertificateRejected(e.to_string())
         }
-        C::TransportError(t) if is_crypto(t.code) => AgentError::CertificateRejected(e.to_string()),
+        // Our own TLS stack failed the handshake: we do not trust the collector.
+        C::TransportError(t) if is_crypto(t.code) => AgentError::ServerUntrusted(e.to_string()),
         _ => AgentError::Connection(e.to_string()),
     }
 }

@@ -1,1 +1,247 @@
-//! Shared helpers for the end-to-end tests.
+//! Shared helpers for the end-to-end tests: an in-process or out-of-process
+//! collector on loopback, enrolled agents and a raw protocol client.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use agent::enroll::EnrollOptions;
+use agent::link::FrameReader;
+use agent::{AgentError, AgentState};
+use collector::admin::{AdminRequest, CreatedToken};
+use collector::{Collector, CollectorConfig, Settings};
+use protocol::{Message, Observation, PortObservation, PortState, Record, TenantId};
+
+/// Installs the ring provider and a test log subscriber (idempotent).
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// Collector settings for a test: loopback only, no metrics listener.
+pub fn settings(data_dir: &Path, listen: SocketAddr) -> Settings {
+    CollectorConfig {
+        listen,
+        data_dir: data_dir.to_path_buf(),
+        metrics_listen: String::new(),
+        ..CollectorConfig::default()
+    }
+    .validate()
+    .expect("test settings are valid")
+}
+
+/// Starts an in-process collector on an ephemeral loopback port.
+pub async fn start_collector(data_dir: &Path) -> Collector {
+    Collector::start(settings(data_dir, "127.0.0.1:0".parse().unwrap()))
+        .await
+        .expect("collector starts")
+}
+
+/// Creates a token for `tenant` and enrols a new agent into `state_dir`.
+pub async fn enroll(
+    collector: &Collector,
+    tenant: &str,
+    state_dir: &Path,
+) -> Result<AgentState, AgentError> {
+    let token = collector
+        .admin()
+        .create_token(&TenantId::new(tenant).unwrap(), None)
+        .expect("token");
+    enroll_with(collector.local_addr(), &token, state_dir).await
+}
+
+/// Enrols using an existing token.
+pub async fn enroll_with(
+    addr: SocketAddr,
+    token: &CreatedToken,
+    state_dir: &Path,
+) -> Result<AgentState, AgentError> {
+    agent::enroll::enroll(&EnrollOptions {
+        collector: addr.to_string(),
+        token: token.token.clone(),
+        ca_fingerprint: token.ca_fingerprint.clone(),
+        state_dir: state_dir.to_path_buf(),
+        hostname: "test-host".into(),
+    })
+    .await
+}
+
+/// `n` distinct port observations; `tag` makes them unique across batches.
+pub fn records(tag: &str, n: usize) -> Vec<Record> {
+    (0..n)
+        .map(|i| Record {
+            asset: "127.0.0.1".into(),
+            job_id: "e2e".into(),
+            observed_ms: 1_700_000_000_000 + i as u64,
+            observation: Observation::Port(PortObservation {
+                ip: "127.0.0.1".into(),
+                port: (i % 65_000) as u16 + 1,
+                state: PortState::Open,
+                service: Some("http".into()),
+                product: Some("nginx/1.25.3".into()),
+                banner: Some(format!("{tag}/{i}")),
+                tls: false,
+            }),
+        })
+        .collect()
+}
+
+/// A hand-driven protocol client, for sending what a well-behaved agent would not.
+pub struct RawClient {
+    /// The connection.
+    pub conn: quinn::Connection,
+    /// Our half of the session stream.
+    pub send: quinn::SendStream,
+    /// Their half.
+    pub reader: FrameReader,
+    _endpoint: quinn::Endpoint,
+}
+
+impl RawClient {
+    /// Connects with `config`, says Hello and returns the collector's first reply.
+    pub async fn connect(
+        addr: SocketAddr,
+        config: quinn::ClientConfig,
+    ) -> Result<(Self, Message), AgentError> {
+        let endpoint = agent::link::endpoint(addr)?;
+        let (conn, mut send, mut reader) =
+            agent::link::open(&endpoint, config, addr, "localhost").await?;
+        agent::link::write(&mut send, &agent::link::hello()).await?;
+        let first = reader.first().await?;
+        Ok((
+            Self {
+                conn,
+                send,
+                reader,
+                _endpoint: endpoint,
+            },
+            first,
+        ))
+    }
+
+    /// Connects as an enrolled agent.
+    pub async fn as_agent(
+        addr: SocketAddr,
+        state: &AgentState,
+    ) -> Result<(Self, Message), AgentError> {
+        let config = agent::tls::client_config(
+            &state.server_ca_der()?,
+            Some((state.cert_der()?, state.key_der()?)),
+        )?;
+        Self::connect(addr, config).await
+    }
+
+    /// Sends one message.
+    pub async fn send(&mut self, msg: &Message) -> Result<(), AgentError> {
+        agent::link::write(&mut self.send, msg).await
+    }
+
+    /// Next message that is not a job push or heartbeat, with a timeout.
+    pub async fn next_reply(&mut self) -> Result<Option<Message>, AgentError> {
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(10), self.reader.next())
+                .await
+                .map_err(|_| AgentError::Timeout("reply"))??;
+            match m {
+                Some(Message::Jobs(_)) | Some(Message::Heartbeat(_)) => continue,
+                other => return Ok(other),
+            }
+        }
+    }
+}
+
+/// A free UDP port on loopback (bound and released; good enough for tests).
+pub fn free_udp_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = s.local_addr().expect("addr").port();
+    assert_ne!(port, 2024, "port 2024 belongs to the machine");
+    port
+}
+
+/// Path of a workspace binary built next to this test (built on demand).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile dir")
+        .to_path_buf();
+    let bin = profile_dir.join(name);
+    if !bin.exists() {
+        let release = profile_dir.ends_with("release");
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-p", name, "--bin", name]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("cargo build");
+        assert!(status.success(), "building {name} failed");
+    }
+    bin
+}
+
+/// A collector running as a separate process, so it can be SIGKILLed.
+pub struct CollectorProcess {
+    /// The child process.
+    pub child: Child,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// Its QUIC address.
+    pub addr: SocketAddr,
+}
+
+impl CollectorProcess {
+    /// Starts `collector serve` and waits until its admin socket answers.
+    pub async fn start(data_dir: &Path, addr: SocketAddr) -> Self {
+        let child = Command::new(workspace_bin("collector"))
+            .args(["--data-dir"])
+            .arg(data_dir)
+            .args(["serve", "--listen", &addr.to_string(), "--metrics-listen", ""])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn collector");
+        let p = Self {
+            child,
+            data_dir: data_dir.to_path_buf(),
+            addr,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while p.admin(&AdminRequest::Fingerprint).await.is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "collector did not come up"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        p
+    }
+
+    /// Sends an admin request over the socket; `None` while it is not up.
+    pub async fn admin(&self, req: &AdminRequest) -> Option<serde_json::Value> {
+        let sock = collector::admin_socket::socket_path(&self.data_dir);
+        collector::admin_socket::request(&sock, req).await.ok().flatten()
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+    }
+}
+
+impl Drop for CollectorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
