@@ -220,8 +220,8 @@ fn predicate(o: &Operand, kind: Kind) -> Result<Node, ConditionError> {
                 return Err(type_err(
                     *span,
                     format!(
-                        "{path} is a {}, not a boolean; compare it (==, <, contains, matches...) or test exists({path})",
-                        info.ty.name()
+                        "{path} is {}, not a boolean; compare it (==, <, contains, matches...) or test exists({path})",
+                        info.ty.a_name()
                     ),
                 ));
             }
@@ -282,8 +282,8 @@ fn compare(
                 return Err(type_err(
                     *span,
                     format!(
-                        "len() needs a list field, but {path} is a {}",
-                        info.ty.name()
+                        "len() needs a list field, but {path} is {}",
+                        info.ty.a_name()
                     ),
                 ));
             }
@@ -340,8 +340,8 @@ fn compare_field(
         type_err(
             span,
             format!(
-                "{path} is a {} but is compared with {}",
-                info.ty.name(),
+                "{path} is {} but is compared with {}",
+                info.ty.a_name(),
                 lit_type(l)
             ),
         )

@@ -66,6 +66,17 @@ pub enum FieldType {
 }
 
 impl FieldType {
+    /// Name with its indefinite article, for error messages.
+    pub fn a_name(self) -> &'static str {
+        match self {
+            FieldType::Int => "an integer",
+            FieldType::Str => "a string",
+            FieldType::Bool => "a boolean",
+            FieldType::StrList => "a list of strings",
+            FieldType::Object => "a record",
+        }
+    }
+
     /// Name used in error messages and docs.
     pub fn name(self) -> &'static str {
         match self {
