@@ -121,6 +121,7 @@ fn ids(set: &RuleSet, obs: Observation) -> BTreeSet<String> {
 }
 
 /// (case name, observation, exact set of rule ids expected to fire)
+#[allow(clippy::vec_init_then_push)] // one push per case keeps each case readable
 fn cases() -> Vec<(&'static str, Observation, Vec<&'static str>)> {
     use Observation as O;
     let mut c: Vec<(&'static str, Observation, Vec<&'static str>)> = Vec::new();
