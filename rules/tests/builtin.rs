@@ -1012,3 +1012,22 @@ fn findings_carry_rendered_location_evidence_and_mappings() {
         .expect("static rsa finding");
     assert_eq!(static_rsa.evidence, "suites=TLS_RSA_WITH_RC4_128_SHA");
 }
+
+#[test]
+fn readme_documents_every_field_and_shipped_rule() {
+    let readme = include_str!("../README.md");
+    for f in rules::FIELDS {
+        assert!(
+            readme.contains(&format!("| `{}` |", f.path)),
+            "README lacks field {}",
+            f.path
+        );
+    }
+    for r in RuleSet::builtin().expect("builtin").rules() {
+        assert!(
+            readme.contains(&format!("| `{}` |", r.id)),
+            "README lacks rule {}",
+            r.id
+        );
+    }
+}
