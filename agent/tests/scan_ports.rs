@@ -25,10 +25,9 @@ fn test_identity() -> Identity {
 async fn identifies_services_on_loopback() {
     init_crypto();
     let ssh = banner_server(b"SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13\r\n").await;
-    let http = http_server(
-        "HTTP/1.1 200 OK\r\nServer: nginx/1.25.3\r\nContent-Length: 0\r\n\r\n".into(),
-    )
-    .await;
+    let http =
+        http_server("HTTP/1.1 200 OK\r\nServer: nginx/1.25.3\r\nContent-Length: 0\r\n\r\n".into())
+            .await;
     let redis = redis_server(false).await;
     let redis_auth = redis_server(true).await;
     let rdp = rdp_server().await;
@@ -60,14 +59,24 @@ async fn identifies_services_on_loopback() {
             .find(|o| o.port == a.port())
             .unwrap_or_else(|| panic!("port {} not reported open: {obs:?}", a.port()))
     };
-    assert!(obs.iter().all(|o| o.state == PortState::Open && o.ip == "127.0.0.1"));
-    assert!(obs.iter().all(|o| o.port != closed), "closed port reported: {obs:?}");
+    assert!(
+        obs.iter()
+            .all(|o| o.state == PortState::Open && o.ip == "127.0.0.1")
+    );
+    assert!(
+        obs.iter().all(|o| o.port != closed),
+        "closed port reported: {obs:?}"
+    );
     assert_eq!(obs.len(), 7, "{obs:?}");
 
     let o = find(ssh);
     assert_eq!(o.service.as_deref(), Some("ssh"));
     assert_eq!(o.product.as_deref(), Some("OpenSSH_9.6p1"));
-    assert!(o.banner.as_deref().is_some_and(|b| b.starts_with("SSH-2.0-OpenSSH_9.6p1")));
+    assert!(
+        o.banner
+            .as_deref()
+            .is_some_and(|b| b.starts_with("SSH-2.0-OpenSSH_9.6p1"))
+    );
 
     let o = find(http);
     assert_eq!(o.service.as_deref(), Some("http"));
@@ -108,12 +117,21 @@ async fn full_range_scan_finds_every_listener() {
         .filter(|r| r.state == PortState::Open)
         .map(|r| r.addr.port())
         .collect();
-    assert!(open.contains(&a.port()) && open.contains(&b.port()), "{open:?}");
+    assert!(
+        open.contains(&a.port()) && open.contains(&b.port()),
+        "{open:?}"
+    );
     assert!(!open.contains(&closed));
     assert!(found.iter().all(|r| r.addr.port() != RESERVED_PORT));
     // Loopback answers instantly: nothing should be filtered and the sweep must not crawl.
-    assert!(found.iter().all(|r| r.state == PortState::Open), "{found:?}");
-    assert!(elapsed < Duration::from_secs(30), "scan too slow: {elapsed:?}");
+    assert!(
+        found.iter().all(|r| r.state == PortState::Open),
+        "{found:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(30),
+        "scan too slow: {elapsed:?}"
+    );
 }
 
 #[tokio::test]
@@ -132,5 +150,8 @@ async fn rate_limit_is_honoured() {
     let elapsed = started.elapsed();
     assert!(found.is_empty());
     // 50 attempts at 100/s need at least ~490 ms even with 50 sockets allowed in flight.
-    assert!(elapsed >= Duration::from_millis(450), "rate limit ignored: {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(450),
+        "rate limit ignored: {elapsed:?}"
+    );
 }

@@ -78,9 +78,15 @@ async fn exchange(
     enough: impl Fn(&[u8]) -> bool,
 ) -> Option<Vec<u8>> {
     let deadline = Instant::now() + wait;
-    let mut s = timeout_at(deadline, TcpStream::connect(addr)).await.ok()?.ok()?;
+    let mut s = timeout_at(deadline, TcpStream::connect(addr))
+        .await
+        .ok()?
+        .ok()?;
     if !request.is_empty() {
-        timeout_at(deadline, s.write_all(request)).await.ok()?.ok()?;
+        timeout_at(deadline, s.write_all(request))
+            .await
+            .ok()?
+            .ok()?;
     }
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
@@ -206,10 +212,12 @@ async fn probe_tls(addr: SocketAddr, wait: Duration) -> Option<ServiceInfo> {
     if !accepted {
         return None;
     }
-    let mut info = https_server_header(addr, wait).await.unwrap_or(ServiceInfo {
-        service: Some("tls".into()),
-        ..ServiceInfo::default()
-    });
+    let mut info = https_server_header(addr, wait)
+        .await
+        .unwrap_or(ServiceInfo {
+            service: Some("tls".into()),
+            ..ServiceInfo::default()
+        });
     info.tls = true;
     Some(info)
 }
@@ -220,13 +228,22 @@ async fn https_server_header(addr: SocketAddr, wait: Duration) -> Option<Service
     let connector = tokio_rustls::TlsConnector::from(config);
     let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
     let deadline = Instant::now() + wait;
-    let tcp = timeout_at(deadline, TcpStream::connect(addr)).await.ok()?.ok()?;
-    let mut tls = timeout_at(deadline, connector.connect(name, tcp)).await.ok()?.ok()?;
+    let tcp = timeout_at(deadline, TcpStream::connect(addr))
+        .await
+        .ok()?
+        .ok()?;
+    let mut tls = timeout_at(deadline, connector.connect(name, tcp))
+        .await
+        .ok()?
+        .ok()?;
     let req = format!(
         "GET / HTTP/1.0\r\nHost: {}\r\nUser-Agent: vigil-agent\r\n\r\n",
         addr
     );
-    timeout_at(deadline, tls.write_all(req.as_bytes())).await.ok()?.ok()?;
+    timeout_at(deadline, tls.write_all(req.as_bytes()))
+        .await
+        .ok()?
+        .ok()?;
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     while out.len() < 16 * 1024 && !out.windows(4).any(|w| w == b"\r\n\r\n") {

@@ -15,8 +15,8 @@ use protocol::{CheckKind, Observation, PortRange, Record};
 use serde::Serialize;
 
 use super::{
-    AuthorizedTarget, ParsedTarget, PortSelection, RootStore, ScanOptions, ScopePolicy,
-    TargetSpec, normalize_checks, now_ms, resolve_host, scan_target,
+    AuthorizedTarget, ParsedTarget, PortSelection, RootStore, ScanOptions, ScopePolicy, TargetSpec,
+    normalize_checks, now_ms, resolve_host, scan_target,
 };
 
 /// Output format.
@@ -108,18 +108,25 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
         bail!("agent scan takes one host or address; use a job for address blocks");
     }
     if checks.contains(&CheckKind::Dns) && args.nameserver.is_none() {
-        bail!("the dns check needs --nameserver IP:PORT (the system resolver is never used for it)");
+        bail!(
+            "the dns check needs --nameserver IP:PORT (the system resolver is never used for it)"
+        );
     }
     if checks.contains(&CheckKind::Dns) && !matches!(target.spec, TargetSpec::Host(_)) {
         bail!("the dns check needs a host name target");
     }
     let selection = match (&args.ports, target.port) {
-        (Some(p), _) => PortSelection::parse(p).with_context(|| format!("invalid --ports {p:?}"))?,
+        (Some(p), _) => {
+            PortSelection::parse(p).with_context(|| format!("invalid --ports {p:?}"))?
+        }
         (None, Some(p)) => PortSelection::Ranges(vec![PortRange { start: p, end: p }]),
         (None, None) => PortSelection::Top1000,
     };
     let port_list = selection.ports();
-    let mut scope_ports: Vec<PortRange> = port_list.iter().map(|&p| PortRange { start: p, end: p }).collect();
+    let mut scope_ports: Vec<PortRange> = port_list
+        .iter()
+        .map(|&p| PortRange { start: p, end: p })
+        .collect();
     // The TLS/HTTP checks without a port scan use their well-known ports.
     if target.port.is_none() && !checks.contains(&CheckKind::Ports) {
         scope_ports.extend([80, 443].map(|p| PortRange { start: p, end: p }));
@@ -151,7 +158,11 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
     let authorized = AuthorizedTarget {
         asset: args.target.trim().to_string(),
         hostname,
-        addrs: if checks == [CheckKind::Dns] { Vec::new() } else { addrs },
+        addrs: if checks == [CheckKind::Dns] {
+            Vec::new()
+        } else {
+            addrs
+        },
         port: target.port,
     };
 
@@ -180,7 +191,10 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
     let records = scan_target(&authorized, &checks, None, &policy, &opts, "").await;
     if let Some(t) = ticker {
         t.abort();
-        eprintln!("\rscanned {}/{total} ports", progress.load(Ordering::Relaxed));
+        eprintln!(
+            "\rscanned {}/{total} ports",
+            progress.load(Ordering::Relaxed)
+        );
     }
     let report = ScanReport {
         target: args.target.clone(),
@@ -206,7 +220,12 @@ fn opt(s: &Option<String>) -> &str {
 
 /// Human-readable rendering, one block per observation.
 pub fn write_table(out: &mut impl Write, report: &ScanReport) -> std::io::Result<()> {
-    writeln!(out, "target {}  ({} observations)", report.target, report.records.len())?;
+    writeln!(
+        out,
+        "target {}  ({} observations)",
+        report.target,
+        report.records.len()
+    )?;
     for r in &report.records {
         match &r.observation {
             Observation::Port(p) => writeln!(
@@ -242,7 +261,13 @@ pub fn write_table(out: &mut impl Write, report: &ScanReport) -> std::io::Result
                 }
                 for w in &t.weak_ciphers {
                     let classes: Vec<String> = w.classes.iter().map(|c| format!("{c:?}")).collect();
-                    writeln!(out, "      weak         {:?} {} [{}]", w.version, w.name, classes.join(","))?;
+                    writeln!(
+                        out,
+                        "      weak         {:?} {} [{}]",
+                        w.version,
+                        w.name,
+                        classes.join(",")
+                    )?;
                 }
             }
             Observation::Http(h) => {
@@ -251,9 +276,15 @@ pub fn write_table(out: &mut impl Write, report: &ScanReport) -> std::io::Result
                     out,
                     "      hsts={} max_age={} include_subdomains={} redirects_to_https={}",
                     opt(&h.hsts),
-                    h.hsts_max_age.map(|m| m.to_string()).as_deref().unwrap_or("-"),
+                    h.hsts_max_age
+                        .map(|m| m.to_string())
+                        .as_deref()
+                        .unwrap_or("-"),
                     h.hsts_include_subdomains,
-                    h.redirects_to_https.map(|b| b.to_string()).as_deref().unwrap_or("-")
+                    h.redirects_to_https
+                        .map(|b| b.to_string())
+                        .as_deref()
+                        .unwrap_or("-")
                 )?;
                 writeln!(
                     out,
@@ -264,7 +295,12 @@ pub fn write_table(out: &mut impl Write, report: &ScanReport) -> std::io::Result
                     opt(&h.referrer_policy),
                     opt(&h.permissions_policy)
                 )?;
-                writeln!(out, "      server={} x_powered_by={}", opt(&h.server), opt(&h.x_powered_by))?;
+                writeln!(
+                    out,
+                    "      server={} x_powered_by={}",
+                    opt(&h.server),
+                    opt(&h.x_powered_by)
+                )?;
             }
             Observation::Dns(d) => {
                 writeln!(out, "dns   {} dnssec_signed={}", d.domain, d.dnssec_signed)?;
@@ -276,7 +312,11 @@ pub fn write_table(out: &mut impl Write, report: &ScanReport) -> std::io::Result
                         s.dns_lookups,
                         s.raw
                     )?,
-                    None => writeln!(out, "      spf          none usable ({} records)", d.spf_count)?,
+                    None => writeln!(
+                        out,
+                        "      spf          none usable ({} records)",
+                        d.spf_count
+                    )?,
                 }
                 match &d.dmarc {
                     Some(m) => writeln!(

@@ -5,7 +5,6 @@
 //! `/etc/resolv.conf` or hosts file, so results are reproducible and a test
 //! can point the agent at its own loopback server.
 
-use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -271,20 +270,27 @@ pub fn spf_local_lookups(raw: &str) -> (u32, Vec<String>) {
 }
 
 /// Total SPF lookups for `domain`'s record, following include/redirect
-/// recursively; stops descending once the limit is exceeded.
-async fn spf_total_lookups(client: &DnsClient, raw: &str, domain: &str) -> Result<u32, DnsError> {
-    let mut seen: HashSet<String> = HashSet::from([domain.to_ascii_lowercase()]);
-    let (mut total, mut queue) = spf_local_lookups(raw);
-    while let Some(d) = queue.pop() {
-        if total > SPF_LOOKUP_LIMIT || !seen.insert(d.clone()) {
-            continue;
+/// recursively as an evaluator would (a record included twice counts twice).
+/// Exact up to the limit; once it is exceeded counting stops, so the value is
+/// then a lower bound that is still above [`SPF_LOOKUP_LIMIT`].
+async fn spf_total_lookups(client: &DnsClient, raw: &str) -> Result<u32, DnsError> {
+    let (mut total, nested) = spf_local_lookups(raw);
+    let mut stack: Vec<(String, u32)> = nested.into_iter().map(|d| (d, 1)).collect();
+    while let Some((d, depth)) = stack.pop() {
+        if total > SPF_LOOKUP_LIMIT || depth > SPF_LOOKUP_LIMIT {
+            break;
         }
         let Ok(name) = fqdn(&d) else { continue };
-        let records: Vec<String> = client.txt(&name).await?.into_iter().filter(|t| is_spf(t)).collect();
+        let records: Vec<String> = client
+            .txt(&name)
+            .await?
+            .into_iter()
+            .filter(|t| is_spf(t))
+            .collect();
         if let [only] = records.as_slice() {
             let (n, nested) = spf_local_lookups(only);
             total += n;
-            queue.extend(nested);
+            stack.extend(nested.into_iter().map(|d| (d, depth + 1)));
         }
     }
     Ok(total)
@@ -296,7 +302,9 @@ pub fn parse_dmarc(raw: &str) -> DmarcRecord {
     let mut pct = 100;
     let mut has_rua = false;
     for tag in raw.split(';').map(str::trim) {
-        let Some((k, v)) = tag.split_once('=') else { continue };
+        let Some((k, v)) = tag.split_once('=') else {
+            continue;
+        };
         match k.trim().to_ascii_lowercase().as_str() {
             "p" => policy = Some(v.trim().to_ascii_lowercase()),
             "pct" => pct = v.trim().parse().unwrap_or(100),
@@ -316,9 +324,16 @@ pub fn parse_dmarc(raw: &str) -> DmarcRecord {
 async fn relevant_caa(client: &DnsClient, name: &Name) -> Result<Vec<String>, DnsError> {
     let mut current = name.clone();
     loop {
-        let records: Vec<String> = client
-            .lookup(&current, RecordType::CAA)
-            .await?
+        let found = match client.lookup(&current, RecordType::CAA).await {
+            Ok(found) => found,
+            // The name itself must answer; an ancestor outside the configured server's authority may refuse.
+            Err(e) if current != *name => {
+                tracing::debug!(%current, error = %e, "CAA climb stopped");
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e),
+        };
+        let records: Vec<String> = found
             .into_iter()
             .filter_map(|d| match d {
                 RData::CAA(c) => Some(format!(
@@ -347,12 +362,17 @@ pub async fn check(
     let name = fqdn(domain)?;
     let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
 
-    let spf_records: Vec<String> = client.txt(&name).await?.into_iter().filter(|t| is_spf(t)).collect();
+    let spf_records: Vec<String> = client
+        .txt(&name)
+        .await?
+        .into_iter()
+        .filter(|t| is_spf(t))
+        .collect();
     let spf = match spf_records.as_slice() {
         [raw] => Some(SpfRecord {
             raw: raw.clone(),
             all_qualifier: spf_all_qualifier(raw),
-            dns_lookups: spf_total_lookups(&client, raw, &domain).await?,
+            dns_lookups: spf_total_lookups(&client, raw).await?,
         }),
         _ => None,
     };

@@ -269,7 +269,10 @@ mod tests {
         assert_eq!(obs.redirects_to_https, Some(true));
         assert_eq!(obs.server.as_deref(), Some("nginx/1.25.3"));
         let head = parse_head(b"HTTP/1.1 302 Found\r\nLocation: /login\r\n\r\n").expect("head");
-        assert_eq!(observe(&head, String::new(), false).redirects_to_https, Some(false));
+        assert_eq!(
+            observe(&head, String::new(), false).redirects_to_https,
+            Some(false)
+        );
         assert_eq!(observe(&head, String::new(), true).redirects_to_https, None);
         assert!(parse_head(b"SSH-2.0-x\r\n\r\n").is_err());
         assert!(parse_head(b"HTTP/1.1 200 OK\r\n").is_err());

@@ -314,7 +314,11 @@ pub async fn scan_target(
 }
 
 /// `host:port` endpoints for checks that run without a port scan.
-fn endpoints_for(target: &AuthorizedTarget, defaults: &[u16], policy: &ScopePolicy) -> Vec<SocketAddr> {
+fn endpoints_for(
+    target: &AuthorizedTarget,
+    defaults: &[u16],
+    policy: &ScopePolicy,
+) -> Vec<SocketAddr> {
     let ports: Vec<u16> = match target.port {
         Some(p) => vec![p],
         None => defaults.to_vec(),
@@ -328,7 +332,11 @@ fn endpoints_for(target: &AuthorizedTarget, defaults: &[u16], policy: &ScopePoli
 }
 
 /// Connect scan plus service identification of the open ports.
-pub async fn scan_ports(addrs: &[IpAddr], ports: &[u16], opts: &ScanOptions) -> Vec<PortObservation> {
+pub async fn scan_ports(
+    addrs: &[IpAddr],
+    ports: &[u16],
+    opts: &ScanOptions,
+) -> Vec<PortObservation> {
     let found = ports::connect_scan(addrs, ports, &opts.connect, opts.progress.clone()).await;
     let open: Vec<SocketAddr> = found
         .iter()
@@ -376,8 +384,13 @@ pub async fn scan_ports(addrs: &[IpAddr], ports: &[u16], opts: &ScanOptions) -> 
 
 /// Unique checks in canonical order (ports first: its results drive TLS and HTTP).
 pub fn normalize_checks(checks: &[CheckKind]) -> Vec<CheckKind> {
-    [CheckKind::Ports, CheckKind::Tls, CheckKind::Http, CheckKind::Dns]
-        .into_iter()
-        .filter(|c| checks.contains(c))
-        .collect()
+    [
+        CheckKind::Ports,
+        CheckKind::Tls,
+        CheckKind::Http,
+        CheckKind::Dns,
+    ]
+    .into_iter()
+    .filter(|c| checks.contains(c))
+    .collect()
 }

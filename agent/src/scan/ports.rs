@@ -33,10 +33,7 @@ impl PortSelection {
         let mut v: Vec<u16> = match self {
             Self::Top1000 => TOP_PORTS.to_vec(),
             Self::All => (1..=u16::MAX).collect(),
-            Self::Ranges(r) => r
-                .iter()
-                .flat_map(|r| r.start.max(1)..=r.end)
-                .collect(),
+            Self::Ranges(r) => r.iter().flat_map(|r| r.start.max(1)..=r.end).collect(),
         };
         v.sort_unstable();
         v.dedup();

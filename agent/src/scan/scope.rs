@@ -94,7 +94,9 @@ impl ParsedTarget {
             let ip: IpAddr = addr.parse().map_err(|_| invalid())?;
             let port = match tail {
                 "" => None,
-                t => Some(parse_port(t.strip_prefix(':').ok_or_else(invalid)?).ok_or_else(invalid)?),
+                t => {
+                    Some(parse_port(t.strip_prefix(':').ok_or_else(invalid)?).ok_or_else(invalid)?)
+                }
             };
             return Ok(Self {
                 spec: TargetSpec::Ip(ip),
@@ -189,7 +191,11 @@ impl ScopePolicy {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             cidrs,
-            hostnames: scope.hostnames.iter().map(|h| HostPattern::parse(h)).collect(),
+            hostnames: scope
+                .hostnames
+                .iter()
+                .map(|h| HostPattern::parse(h))
+                .collect(),
             ports: scope.ports.clone(),
         })
     }
@@ -327,7 +333,10 @@ mod tests {
         ScopePolicy::new(&Scope {
             cidrs: vec!["127.0.0.0/8".into(), "::1/128".into(), "10.1.2.3".into()],
             hostnames: vec!["localhost".into(), "*.example.com".into()],
-            ports: vec![PortRange { start: 1, end: 1024 }],
+            ports: vec![PortRange {
+                start: 1,
+                end: 1024,
+            }],
         })
         .expect("valid scope")
     }
@@ -348,8 +357,19 @@ mod tests {
             ParsedTarget::parse("10.0.0.7/24").expect("net").spec,
             TargetSpec::Net(n) if n.to_string() == "10.0.0.0/24"
         ));
-        for bad in ["", "host:0", "host:99999", "bad host", "-a.com", "[::1", "a..b"] {
-            assert!(ParsedTarget::parse(bad).is_err(), "{bad:?} should be invalid");
+        for bad in [
+            "",
+            "host:0",
+            "host:99999",
+            "bad host",
+            "-a.com",
+            "[::1",
+            "a..b",
+        ] {
+            assert!(
+                ParsedTarget::parse(bad).is_err(),
+                "{bad:?} should be invalid"
+            );
         }
     }
 
@@ -371,13 +391,27 @@ mod tests {
         assert!(check("10.1.2.3").is_ok());
         assert_eq!(
             check("10.1.2.4"),
-            Err(ScopeError::AddressOutOfScope("10.1.2.4".parse().expect("ip")))
+            Err(ScopeError::AddressOutOfScope(
+                "10.1.2.4".parse().expect("ip")
+            ))
         );
-        assert!(matches!(check("evil.net"), Err(ScopeError::HostnameOutOfScope(_))));
-        assert_eq!(check("127.0.0.1:2000"), Err(ScopeError::PortOutOfScope(2000)));
+        assert!(matches!(
+            check("evil.net"),
+            Err(ScopeError::HostnameOutOfScope(_))
+        ));
+        assert_eq!(
+            check("127.0.0.1:2000"),
+            Err(ScopeError::PortOutOfScope(2000))
+        );
         assert!(check("127.0.0.0/24").is_ok());
-        assert!(matches!(check("10.1.2.0/24"), Err(ScopeError::NetworkOutOfScope(_))));
-        assert!(matches!(check("127.0.0.0/8"), Err(ScopeError::NetworkTooLarge(_, _))));
+        assert!(matches!(
+            check("10.1.2.0/24"),
+            Err(ScopeError::NetworkOutOfScope(_))
+        ));
+        assert!(matches!(
+            check("127.0.0.0/8"),
+            Err(ScopeError::NetworkTooLarge(_, _))
+        ));
         // An IPv4-mapped address is judged as the IPv4 address it carries.
         assert!(check("::ffff:10.1.2.4").is_err());
         assert!(check("::ffff:127.0.0.1").is_ok());
@@ -412,7 +446,10 @@ mod tests {
         let net: IpNet = "127.0.0.0/30".parse().expect("net");
         assert_eq!(expand_net(&net).len(), 2);
         let one: IpNet = "127.0.0.9/32".parse().expect("net");
-        assert_eq!(expand_net(&one), vec!["127.0.0.9".parse::<IpAddr>().expect("ip")]);
+        assert_eq!(
+            expand_net(&one),
+            vec!["127.0.0.9".parse::<IpAddr>().expect("ip")]
+        );
         let empty = ScopePolicy::new(&Scope::default()).expect("empty scope");
         assert!(!empty.allows_ip("127.0.0.1".parse().expect("ip")));
         assert!(!empty.allows_port(80));

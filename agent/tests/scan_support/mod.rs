@@ -12,6 +12,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+pub mod dns_server;
+
 /// Port 2024 on loopback belongs to the machine and is never scanned by tests.
 pub const RESERVED_PORT: u16 = 2024;
 
@@ -20,7 +22,9 @@ pub fn init_crypto() {
 }
 
 async fn listener() -> (TcpListener, SocketAddr) {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let l = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     let a = l.local_addr().expect("local addr");
     assert_ne!(a.port(), RESERVED_PORT);
     (l, a)
@@ -88,7 +92,9 @@ pub async fn redis_server(require_auth: bool) -> SocketAddr {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 512];
                 loop {
-                    let n = match tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await {
+                    let n = match tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+                        .await
+                    {
                         Ok(Ok(n)) if n > 0 => n,
                         _ => return,
                     };
@@ -101,7 +107,8 @@ pub async fn redis_server(require_auth: bool) -> SocketAddr {
                         } else if cmd == "PING" {
                             b"+PONG\r\n".to_vec()
                         } else if cmd.starts_with("INFO") {
-                            let body = "# Server\r\nredis_version:7.2.4\r\nredis_mode:standalone\r\n";
+                            let body =
+                                "# Server\r\nredis_version:7.2.4\r\nredis_mode:standalone\r\n";
                             format!("${}\r\n{}\r\n", body.len(), body).into_bytes()
                         } else {
                             b"-ERR unknown command\r\n".to_vec()
@@ -145,7 +152,8 @@ pub async fn smb_server() -> SocketAddr {
         while let Ok((mut s, _)) = l.accept().await {
             tokio::spawn(async move {
                 let mut head = [0u8; 8];
-                let ok = tokio::time::timeout(Duration::from_secs(3), s.read_exact(&mut head)).await;
+                let ok =
+                    tokio::time::timeout(Duration::from_secs(3), s.read_exact(&mut head)).await;
                 if matches!(ok, Ok(Ok(_))) && head[0] == 0 && &head[4..8] == b"\xffSMB" {
                     let mut resp = vec![0u8, 0, 0, 64];
                     let mut smb2 = vec![0xfe, b'S', b'M', b'B', 64, 0];
@@ -247,12 +255,29 @@ pub fn have_openssl() -> bool {
 }
 
 /// Generates an RSA key of `bits` and a self-signed certificate for `cn` with `openssl req`.
-pub fn openssl_self_signed(dir: &std::path::Path, cn: &str, bits: u32) -> (std::path::PathBuf, std::path::PathBuf) {
+pub fn openssl_self_signed(
+    dir: &std::path::Path,
+    cn: &str,
+    bits: u32,
+) -> (std::path::PathBuf, std::path::PathBuf) {
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
     let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", &format!("rsa:{bits}"), "-nodes", "-days", "30"])
-        .args(["-subj", &format!("/CN={cn}"), "-addext", &format!("subjectAltName=DNS:{cn}")])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            &format!("rsa:{bits}"),
+            "-nodes",
+            "-days",
+            "30",
+        ])
+        .args([
+            "-subj",
+            &format!("/CN={cn}"),
+            "-addext",
+            &format!("subjectAltName=DNS:{cn}"),
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -266,12 +291,22 @@ pub fn openssl_self_signed(dir: &std::path::Path, cn: &str, bits: u32) -> (std::
 }
 
 /// Starts `openssl s_server` on a free loopback port with extra `args`.
-pub async fn openssl_server(cert: &std::path::Path, key: &std::path::Path, args: &[&str]) -> (ChildGuard, SocketAddr) {
+pub async fn openssl_server(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    args: &[&str],
+) -> (ChildGuard, SocketAddr) {
     let port = closed_port().await;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let child = Command::new("openssl")
         .arg("s_server")
-        .args(["-accept", &format!("127.0.0.1:{port}"), "-naccept", "1000", "-quiet"])
+        .args([
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+            "-naccept",
+            "1000",
+            "-quiet",
+        ])
         .arg("-cert")
         .arg(cert)
         .arg("-key")

@@ -44,7 +44,11 @@ impl RootStore {
     pub fn mozilla() -> Self {
         let anchors = webpki_root_certs::TLS_SERVER_ROOT_CERTS
             .iter()
-            .filter_map(|c| webpki::anchor_from_trusted_cert(c).ok().map(|a| a.to_owned()))
+            .filter_map(|c| {
+                webpki::anchor_from_trusted_cert(c)
+                    .ok()
+                    .map(|a| a.to_owned())
+            })
             .collect();
         Self { anchors }
     }
@@ -166,8 +170,7 @@ const OID_ED448: &str = "1.3.101.113";
 
 /// Extracts the leaf facts reported in [`CertificateInfo`].
 pub fn describe(der: &[u8], now_ms: i64) -> Result<CertificateInfo, CertParseError> {
-    let (_, cert) =
-        X509Certificate::from_der(der).map_err(|e| CertParseError(e.to_string()))?;
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| CertParseError(e.to_string()))?;
     let mut sans = Vec::new();
     if let Ok(Some(ext)) = cert.subject_alternative_name() {
         for name in &ext.value.general_names {
@@ -186,9 +189,10 @@ pub fn describe(der: &[u8], now_ms: i64) -> Result<CertificateInfo, CertParseErr
     let not_after_ms = cert.validity().not_after.timestamp() * 1000;
     let (key_type, key_bits) = key_facts(&cert);
     let sig_oid = &cert.signature_algorithm.algorithm;
-    let signature_algorithm = x509_parser::objects::oid2sn(sig_oid, x509_parser::objects::oid_registry())
-        .map(str::to_string)
-        .unwrap_or_else(|_| sig_oid.to_id_string());
+    let signature_algorithm =
+        x509_parser::objects::oid2sn(sig_oid, x509_parser::objects::oid_registry())
+            .map(str::to_string)
+            .unwrap_or_else(|_| sig_oid.to_id_string());
     let self_signed =
         cert.subject().as_raw() == cert.issuer().as_raw() && verifies_with_own_key(&cert);
     Ok(CertificateInfo {
@@ -203,7 +207,10 @@ pub fn describe(der: &[u8], now_ms: i64) -> Result<CertificateInfo, CertParseErr
         signature_algorithm,
         self_signed,
         fingerprint_sha256: hex::encode(Sha256::digest(der)),
-        serial: cert.raw_serial_as_string().replace(':', "").to_ascii_lowercase(),
+        serial: cert
+            .raw_serial_as_string()
+            .replace(':', "")
+            .to_ascii_lowercase(),
     })
 }
 
@@ -286,8 +293,11 @@ fn verifies_with_own_key(cert: &X509Certificate<'_>) -> bool {
     let key = cert.public_key().subject_public_key.data.as_ref();
     let sig = cert.signature_value.data.as_ref();
     let msg = cert.tbs_certificate.as_ref();
-    algs.iter()
-        .any(|alg| s::UnparsedPublicKey::new(*alg, key).verify(msg, sig).is_ok())
+    algs.iter().any(|alg| {
+        s::UnparsedPublicKey::new(*alg, key)
+            .verify(msg, sig)
+            .is_ok()
+    })
 }
 
 #[cfg(test)]
@@ -304,8 +314,7 @@ mod tests {
     #[test]
     fn describes_self_signed_ec_cert() {
         let key = rcgen::KeyPair::generate().expect("keygen");
-        let params =
-            rcgen::CertificateParams::new(vec!["a.test".to_string()]).expect("params");
+        let params = rcgen::CertificateParams::new(vec!["a.test".to_string()]).expect("params");
         let cert = params.self_signed(&key).expect("self-sign");
         let info = describe(cert.der(), 0).expect("describe");
         assert_eq!(info.key_type, "ec");

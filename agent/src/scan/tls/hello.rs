@@ -206,7 +206,11 @@ pub fn build_client_hello(spec: &HelloSpec<'_>) -> Vec<u8> {
     rec.push(0x16);
     push_u16(
         &mut rec,
-        if v == TlsVersion::Ssl3 { 0x0300 } else { 0x0301 },
+        if v == TlsVersion::Ssl3 {
+            0x0300
+        } else {
+            0x0301
+        },
     );
     push_u16(&mut rec, hs.len() as u16);
     rec.extend_from_slice(&hs);
@@ -263,13 +267,17 @@ fn parse_certificate_list(b: &[u8]) -> Result<Vec<Vec<u8>>, ProbeError> {
         return Err(bad);
     }
     let total = u32::from_be_bytes([0, b[0], b[1], b[2]]) as usize;
-    let list = b.get(3..3 + total).ok_or(ProbeError::Malformed("bad Certificate message"))?;
+    let list = b
+        .get(3..3 + total)
+        .ok_or(ProbeError::Malformed("bad Certificate message"))?;
     let mut out = Vec::new();
     let mut p = 0;
     while p + 3 <= list.len() {
         let len = u32::from_be_bytes([0, list[p], list[p + 1], list[p + 2]]) as usize;
         p += 3;
-        let der = list.get(p..p + len).ok_or(ProbeError::Malformed("bad certificate entry"))?;
+        let der = list
+            .get(p..p + len)
+            .ok_or(ProbeError::Malformed("bad certificate entry"))?;
         out.push(der.to_vec());
         p += len;
     }
@@ -335,11 +343,16 @@ async fn read_server_flight(
                 22 => handshake.extend_from_slice(&payload),
                 // ChangeCipherSpec or encrypted data: nothing more to read in clear text.
                 _ if hello.is_some() => return finish(hello, certificates),
-                _ => return Err(ProbeError::Malformed("unexpected record before ServerHello")),
+                _ => {
+                    return Err(ProbeError::Malformed(
+                        "unexpected record before ServerHello",
+                    ));
+                }
             }
             // Parse complete handshake messages.
             while handshake.len() >= 4 {
-                let mlen = u32::from_be_bytes([0, handshake[1], handshake[2], handshake[3]]) as usize;
+                let mlen =
+                    u32::from_be_bytes([0, handshake[1], handshake[2], handshake[3]]) as usize;
                 if handshake.len() < 4 + mlen {
                     break;
                 }

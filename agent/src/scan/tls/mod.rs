@@ -73,7 +73,10 @@ fn suites_for(version: TlsVersion) -> Vec<u16> {
 
 /// SNI is only sent for host names (RFC 6066 forbids literal addresses).
 fn sni_for(server_name: &str) -> Option<&str> {
-    server_name.parse::<IpAddr>().is_err().then_some(server_name)
+    server_name
+        .parse::<IpAddr>()
+        .is_err()
+        .then_some(server_name)
 }
 
 /// Analyses the TLS endpoint `ip:port`, presenting `server_name` (a host name or the address itself).
@@ -139,20 +142,28 @@ pub async fn analyze(
 
     let mut weak_ciphers = Vec::new();
     if opts.weak_ciphers {
-        for version in protocols.iter().copied().filter(|v| *v != TlsVersion::Tls13) {
+        for version in protocols
+            .iter()
+            .copied()
+            .filter(|v| *v != TlsVersion::Tls13)
+        {
             weak_ciphers.extend(enumerate_weak(addr, version, sni, opts.io_timeout).await?);
         }
     }
 
     let now = UnixTime::now();
-    let now_ms = i64::try_from(now.as_secs()).unwrap_or(i64::MAX).saturating_mul(1000);
-    let certificate = chain.first().and_then(|der| match cert::describe(der, now_ms) {
-        Ok(info) => Some(info),
-        Err(e) => {
-            tracing::warn!(%addr, error = %e, "unparseable leaf certificate");
-            None
-        }
-    });
+    let now_ms = i64::try_from(now.as_secs())
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1000);
+    let certificate = chain
+        .first()
+        .and_then(|der| match cert::describe(der, now_ms) {
+            Ok(info) => Some(info),
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "unparseable leaf certificate");
+                None
+            }
+        });
     let validation = cert::validate(&chain, server_name, &opts.roots, now);
     Ok(TlsObservation {
         ip: ip.to_string(),
@@ -236,7 +247,10 @@ async fn fetch_chain_rustls(
         let _ = connector.connect(name, tcp).await;
         capture.chain()
     };
-    tokio::time::timeout(io_timeout, attempt).await.ok().flatten()
+    tokio::time::timeout(io_timeout, attempt)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// A rustls client config that accepts any certificate and records the chain;
