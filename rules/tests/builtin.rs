@@ -219,6 +219,18 @@ fn cases() -> Vec<(&'static str, Observation, Vec<&'static str>)> {
         vec!["port.vnc.exposed"],
     ));
     c.push((
+        "vnc greeting is a protocol version, not a product version",
+        O::Port(PortObservation {
+            port: 5901,
+            service: Some("vnc".into()),
+            product: Some("RFB 003.008".into()),
+            banner: Some("RFB 003.008".into()),
+            tls: false,
+            ..port()
+        }),
+        vec!["port.vnc.exposed"],
+    ));
+    c.push((
         "winrm http",
         O::Port(PortObservation {
             port: 5985,
