@@ -109,7 +109,9 @@ async fn full_range_scan_finds_every_listener() {
     let closed = closed_port().await;
     let all: Vec<u16> = (1..=u16::MAX).filter(|p| *p != RESERVED_PORT).collect();
     let started = Instant::now();
-    let found = ports::connect_scan(&[LOOPBACK], &all, &ConnectOptions::default(), None).await;
+    let found = ports::connect_scan(&[LOOPBACK], &all, &ConnectOptions::default(), None)
+        .await
+        .expect("scan");
     let elapsed = started.elapsed();
     eprintln!("full loopback scan of {} ports took {elapsed:?}", all.len());
     let open: Vec<u16> = found
@@ -146,7 +148,9 @@ async fn rate_limit_is_honoured() {
         connect_timeout: Duration::from_millis(500),
     };
     let started = Instant::now();
-    let found = ports::connect_scan(&[LOOPBACK], &ports_list, &opts, None).await;
+    let found = ports::connect_scan(&[LOOPBACK], &ports_list, &opts, None)
+        .await
+        .expect("scan");
     let elapsed = started.elapsed();
     assert!(found.is_empty());
     // 50 attempts at 100/s need at least ~490 ms even with 50 sockets allowed in flight.

@@ -123,10 +123,7 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
         (None, None) => PortSelection::Top1000,
     };
     let port_list = selection.ports();
-    let mut scope_ports: Vec<PortRange> = port_list
-        .iter()
-        .map(|&p| PortRange { start: p, end: p })
-        .collect();
+    let mut scope_ports = ranges_of(&port_list);
     // The TLS/HTTP checks without a port scan use their well-known ports.
     if target.port.is_none() && !checks.contains(&CheckKind::Ports) {
         scope_ports.extend([80, 443].map(|p| PortRange { start: p, end: p }));
@@ -212,6 +209,18 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
         Format::Table => write_table(&mut out, &report)?,
     }
     Ok(())
+}
+
+/// Compresses a sorted port list into ranges so scope checks stay cheap for full sweeps.
+fn ranges_of(ports: &[u16]) -> Vec<PortRange> {
+    let mut out: Vec<PortRange> = Vec::new();
+    for &p in ports {
+        match out.last_mut() {
+            Some(r) if r.end.checked_add(1) == Some(p) => r.end = p,
+            _ => out.push(PortRange { start: p, end: p }),
+        }
+    }
+    out
 }
 
 fn opt(s: &Option<String>) -> &str {
@@ -346,5 +355,12 @@ mod tests {
         assert_eq!(c, vec![CheckKind::Ports, CheckKind::Tls]);
         assert!(parse_checks(&["smtp".into()]).is_err());
         assert!(parse_checks(&[]).is_err());
+    }
+
+    #[test]
+    fn port_lists_compress_to_ranges() {
+        let r = ranges_of(&[1, 2, 3, 5, 65534, 65535]);
+        let pairs: Vec<(u16, u16)> = r.iter().map(|r| (r.start, r.end)).collect();
+        assert_eq!(pairs, vec![(1, 3), (5, 5), (65534, 65535)]);
     }
 }

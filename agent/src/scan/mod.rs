@@ -337,7 +337,14 @@ pub async fn scan_ports(
     ports: &[u16],
     opts: &ScanOptions,
 ) -> Vec<PortObservation> {
-    let found = ports::connect_scan(addrs, ports, &opts.connect, opts.progress.clone()).await;
+    let found = match ports::connect_scan(addrs, ports, &opts.connect, opts.progress.clone()).await
+    {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::error!(error = %e, "port scan failed");
+            return Vec::new();
+        }
+    };
     let open: Vec<SocketAddr> = found
         .iter()
         .filter(|r| r.state == PortState::Open)

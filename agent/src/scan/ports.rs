@@ -1,8 +1,8 @@
 //! Concurrent TCP connect scan.
 //!
-//! A fixed pool of worker tasks pulls (address, port) pairs from a shared
-//! cursor, so memory stays flat for a full 1-65535 sweep and the number of
-//! sockets in flight never exceeds the configured concurrency.
+//! Sweep threads pull (address, port) pairs from a shared cursor, so memory
+//! stays flat for a full 1-65535 sweep and the number of sockets in flight
+//! never exceeds the configured concurrency.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use protocol::{PortRange, PortState};
-use tokio::net::TcpStream;
-use tokio::sync::Mutex;
-use tokio::time::Instant;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Instant;
 
 use super::top_ports::TOP_PORTS;
 
@@ -98,15 +98,15 @@ struct Pacer {
 }
 
 impl Pacer {
-    async fn wait(&self) {
-        let slot = {
-            let mut next = self.next.lock().await;
-            let now = Instant::now();
-            let slot = (*next).max(now);
-            *next = slot + self.interval;
-            slot
-        };
-        tokio::time::sleep_until(slot).await;
+    /// Takes the next slot if it is due, else says when it will be.
+    fn try_acquire(&self) -> Result<(), Instant> {
+        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if *next > now {
+            return Err(*next);
+        }
+        *next = now + self.interval;
+        Ok(())
     }
 }
 
@@ -115,89 +115,235 @@ fn is_local_exhaustion(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(23 | 24 | 99 | 105))
 }
 
-async fn probe_port(addr: SocketAddr, connect_timeout: Duration) -> PortState {
-    for attempt in 0..20u32 {
-        match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(_stream)) => return PortState::Open,
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                return PortState::Closed;
-            }
-            Ok(Err(e)) if is_local_exhaustion(&e) => {
-                tracing::debug!(%addr, error = %e, attempt, "local socket exhaustion, retrying");
-                tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt + 1))).await;
-            }
-            // Unreachable hosts/networks are indistinguishable from a dropping firewall.
-            Ok(Err(_)) | Err(_) => return PortState::Filtered,
+/// State shared by every sweep thread of one scan.
+struct Sweep {
+    addrs: Vec<IpAddr>,
+    ports: Vec<u16>,
+    total: usize,
+    cursor: AtomicUsize,
+    pacer: Option<Pacer>,
+    progress: Option<Arc<AtomicU64>>,
+    timeout: Duration,
+}
+
+impl Sweep {
+    /// Claims the next (address, port); port-major order spreads consecutive probes across hosts.
+    fn next(&self) -> Option<SocketAddr> {
+        let i = self.cursor.fetch_add(1, Ordering::Relaxed);
+        (i < self.total).then(|| {
+            let n = self.addrs.len();
+            SocketAddr::new(self.addrs[i % n], self.ports[i / n])
+        })
+    }
+
+    fn done(&self) {
+        if let Some(p) = &self.progress {
+            p.fetch_add(1, Ordering::Relaxed);
         }
     }
-    PortState::Filtered
+}
+
+/// A connect in flight.
+struct Pending {
+    stream: mio::net::TcpStream,
+    addr: SocketAddr,
+    generation: u64,
+}
+
+/// How a finished non-blocking connect ended, or `None` if it is still in progress.
+fn classify(stream: &mio::net::TcpStream) -> Option<PortState> {
+    match stream.take_error() {
+        Ok(Some(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Some(PortState::Closed),
+        // Unreachable hosts/networks are indistinguishable from a dropping firewall.
+        Ok(Some(_)) | Err(_) => Some(PortState::Filtered),
+        Ok(None) => match stream.peer_addr() {
+            Ok(_) => Some(PortState::Open),
+            Err(e) if e.kind() == std::io::ErrorKind::NotConnected => None,
+            Err(_) => Some(PortState::Filtered),
+        },
+    }
+}
+
+/// One sweep thread: keeps up to `slots` non-blocking connects in flight on
+/// its own epoll instance until the shared cursor is exhausted.
+fn sweep_thread(sweep: &Sweep, slots: usize) -> std::io::Result<Vec<PortResult>> {
+    use mio::{Events, Interest, Poll, Token};
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(slots.clamp(16, 1024));
+    let mut table: Vec<Option<Pending>> = (0..slots).map(|_| None).collect();
+    let mut free: Vec<usize> = (0..slots).rev().collect();
+    // The timeout is the same for every connect, so deadlines expire in insertion order.
+    let mut expiry: VecDeque<(usize, u64, Instant)> = VecDeque::new();
+    let mut retry: VecDeque<(SocketAddr, u32)> = VecDeque::new();
+    let mut generation = 0u64;
+    let mut found = Vec::new();
+    let mut exhausted = false;
+    let mut record = |addr, state| {
+        if state != PortState::Closed {
+            found.push(PortResult { addr, state });
+        }
+        sweep.done();
+    };
+    loop {
+        let mut wake_at: Option<Instant> = None;
+        let mut backoff = false;
+        while !free.is_empty() && !backoff {
+            if let Some(p) = &sweep.pacer
+                && let Err(at) = p.try_acquire()
+            {
+                wake_at = Some(at);
+                break;
+            }
+            let (addr, attempts) = match retry.pop_front() {
+                Some(r) => r,
+                None if exhausted => break,
+                None => match sweep.next() {
+                    Some(a) => (a, 0),
+                    None => {
+                        exhausted = true;
+                        break;
+                    }
+                },
+            };
+            match mio::net::TcpStream::connect(addr) {
+                Ok(mut stream) => {
+                    let Some(idx) = free.pop() else { break };
+                    generation += 1;
+                    if let Err(e) =
+                        poll.registry()
+                            .register(&mut stream, Token(idx), Interest::WRITABLE)
+                    {
+                        free.push(idx);
+                        return Err(e);
+                    }
+                    table[idx] = Some(Pending {
+                        stream,
+                        addr,
+                        generation,
+                    });
+                    expiry.push_back((idx, generation, Instant::now() + sweep.timeout));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    record(addr, PortState::Closed)
+                }
+                Err(e) if is_local_exhaustion(&e) && attempts < 50 => {
+                    tracing::debug!(%addr, error = %e, "local socket exhaustion, retrying");
+                    retry.push_back((addr, attempts + 1));
+                    backoff = true;
+                }
+                Err(_) => record(addr, PortState::Filtered),
+            }
+        }
+        if exhausted && retry.is_empty() && free.len() == slots {
+            break;
+        }
+        let now = Instant::now();
+        let mut deadline = expiry.front().map(|e| e.2);
+        if let Some(w) = wake_at {
+            deadline = Some(deadline.map_or(w, |d| d.min(w)));
+        }
+        let mut wait = deadline.map(|d| d.saturating_duration_since(now));
+        if backoff {
+            wait = Some(wait.map_or(Duration::from_millis(10), |w| {
+                w.min(Duration::from_millis(10))
+            }));
+        }
+        match poll.poll(&mut events, wait) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        for ev in events.iter() {
+            let idx = ev.token().0;
+            let Some(state) = table
+                .get(idx)
+                .and_then(|p| p.as_ref())
+                .and_then(|p| classify(&p.stream))
+            else {
+                continue;
+            };
+            if let Some(p) = table[idx].take() {
+                record(p.addr, state);
+                free.push(idx);
+            }
+        }
+        let now = Instant::now();
+        while let Some(&(idx, generation, at)) = expiry.front() {
+            if at > now {
+                break;
+            }
+            expiry.pop_front();
+            if table[idx]
+                .as_ref()
+                .is_some_and(|p| p.generation == generation)
+                && let Some(p) = table[idx].take()
+            {
+                record(p.addr, PortState::Filtered);
+                free.push(idx);
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Connect-scans every `port` on every address; returns open and filtered ports sorted by address and port.
 ///
-/// `progress` is incremented once per probed port so a caller can report advancement.
+/// A connect scan is pure syscall churn, so it runs outside the async runtime:
+/// one thread per CPU, each driving its share of the in-flight connects on its
+/// own epoll instance (as nmap does), which keeps per-port overhead at
+/// socket/connect/register/close. `progress` is incremented once per probed
+/// port so a caller can report advancement.
 pub async fn connect_scan(
     addrs: &[IpAddr],
     ports: &[u16],
     opts: &ConnectOptions,
     progress: Option<Arc<AtomicU64>>,
-) -> Vec<PortResult> {
+) -> std::io::Result<Vec<PortResult>> {
     let total = addrs.len() * ports.len();
     if total == 0 {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    let addrs: Arc<[IpAddr]> = addrs.into();
-    let ports: Arc<[u16]> = ports.into();
-    let cursor = Arc::new(AtomicUsize::new(0));
-    let pacer = opts.rate_per_sec.filter(|r| *r > 0).map(|r| {
-        Arc::new(Pacer {
+    let sweep = Arc::new(Sweep {
+        addrs: addrs.to_vec(),
+        ports: ports.to_vec(),
+        total,
+        cursor: AtomicUsize::new(0),
+        pacer: opts.rate_per_sec.filter(|r| *r > 0).map(|r| Pacer {
             interval: Duration::from_secs(1) / r,
             next: Mutex::new(Instant::now()),
-        })
+        }),
+        progress,
+        timeout: opts.connect_timeout,
     });
-    let workers = opts.concurrency.clamp(1, total);
-    let mut handles = Vec::with_capacity(workers);
-    for _ in 0..workers {
-        let (addrs, ports, cursor, pacer, progress) = (
-            addrs.clone(),
-            ports.clone(),
-            cursor.clone(),
-            pacer.clone(),
-            progress.clone(),
-        );
-        let timeout = opts.connect_timeout;
-        handles.push(tokio::spawn(async move {
-            let mut found = Vec::new();
-            loop {
-                let i = cursor.fetch_add(1, Ordering::Relaxed);
-                if i >= total {
-                    break;
-                }
-                // Port-major order spreads consecutive probes across hosts.
-                let addr = SocketAddr::new(addrs[i % addrs.len()], ports[i / addrs.len()]);
-                if let Some(p) = &pacer {
-                    p.wait().await;
-                }
-                let state = probe_port(addr, timeout).await;
-                if state != PortState::Closed {
-                    found.push(PortResult { addr, state });
-                }
-                if let Some(p) = &progress {
-                    p.fetch_add(1, Ordering::Relaxed);
+    let slots = opts.concurrency.clamp(1, total);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, slots);
+    let joined = tokio::task::spawn_blocking(move || {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let share = slots / threads + usize::from(t < slots % threads);
+                    let sweep = &sweep;
+                    scope.spawn(move || sweep_thread(sweep, share))
+                })
+                .collect();
+            let mut results = Vec::new();
+            for h in handles {
+                match h.join() {
+                    Ok(r) => results.extend(r?),
+                    Err(_) => return Err(std::io::Error::other("port-scan thread panicked")),
                 }
             }
-            found
-        }));
-    }
-    let mut results = Vec::new();
-    for h in handles {
-        match h.await {
-            Ok(found) => results.extend(found),
-            Err(e) => tracing::error!(error = %e, "port-scan worker failed"),
-        }
-    }
+            Ok(results)
+        })
+    })
+    .await
+    .map_err(std::io::Error::other)?;
+    let mut results = joined?;
     results.sort_by_key(|r| (r.addr.ip(), r.addr.port()));
-    results
+    Ok(results)
 }
 
 #[cfg(test)]
