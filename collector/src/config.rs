@@ -98,7 +98,7 @@ impl Default for CollectorConfig {
             agent_cert_lifetime: "30d".into(),
             token_ttl: "24h".into(),
             heartbeat_interval: "15s".into(),
-            idle_timeout: "60s".into(),
+            idle_timeout: "30s".into(),
             max_frame_bytes: protocol::DEFAULT_MAX_FRAME,
             tenants: BTreeMap::new(),
         }

@@ -122,13 +122,36 @@ impl Collector {
             settings,
         });
         let listen = shared.settings.raw.listen;
-        let endpoint = quinn::Endpoint::server(quinn_server_config(&shared)?, listen).map_err(
-            |source| StartError::Bind {
-                what: "QUIC listener",
-                addr: listen.to_string(),
-                source,
-            },
-        )?;
+        let bind_err = |source| StartError::Bind {
+            what: "QUIC listener",
+            addr: listen.to_string(),
+            source,
+        };
+        // A stateless-reset key that survives restarts lets a restarted collector
+        // tell agents at once that their old connection is gone, instead of them
+        // waiting for the idle timeout.
+        let mut fresh = [0u8; 32];
+        getrandom::fill(&mut fresh).map_err(|e| StartError::Tls(e.to_string()))?;
+        let reset_secret = shared.store.secret("quic-stateless-reset", fresh)?;
+        let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &reset_secret);
+        let socket = std::net::UdpSocket::bind(listen).map_err(bind_err)?;
+        let runtime = quinn::default_runtime()
+            .ok_or_else(|| StartError::Tls("no async runtime for QUIC".into()))?;
+        // The connection-id key must survive restarts too, or the restarted
+        // endpoint drops old connections' packets as invalid instead of resetting them.
+        let cid_key = u64::from_be_bytes(reset_secret[..8].try_into().unwrap_or_default())
+            ^ u64::from_be_bytes(reset_secret[24..].try_into().unwrap_or_default());
+        let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(reset_key));
+        endpoint_config.cid_generator(move || {
+            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+        });
+        let endpoint = quinn::Endpoint::new(
+            endpoint_config,
+            Some(quinn_server_config(&shared)?),
+            socket,
+            runtime,
+        )
+        .map_err(bind_err)?;
         let mut tasks = vec![tokio::spawn(accept_loop(endpoint.clone(), shared.clone()))];
         let sock = admin_socket::socket_path(&shared.settings.raw.data_dir);
         let admin = Admin::new(

@@ -205,7 +205,10 @@ impl CollectorProcess {
             .args(["--data-dir"])
             .arg(data_dir)
             .args(["serve", "--listen", &addr.to_string(), "--metrics-listen", ""])
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("VIGIL_TEST_COLLECTOR_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

@@ -118,6 +118,8 @@ pub trait Store: Send + Sync + 'static {
     fn server_ca(&self) -> StoreResult<Option<StoredCa>>;
     /// Stores the server CA unless one exists; returns the one in force.
     fn init_server_ca(&self, ca: StoredCa) -> StoreResult<StoredCa>;
+    /// A named 32-byte secret, stored as `init` on first use; returns the one in force.
+    fn secret(&self, name: &str, init: [u8; 32]) -> StoreResult<[u8; 32]>;
     /// A tenant's CA, if created.
     fn tenant_ca(&self, tenant: &TenantId) -> StoreResult<Option<StoredCa>>;
     /// Stores a tenant CA unless one exists; returns the one in force.

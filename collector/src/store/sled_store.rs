@@ -140,6 +140,24 @@ impl Store for SledStore {
         self.init_once(&self.meta, SERVER_CA_KEY, ca)
     }
 
+    fn secret(&self, name: &str, init: [u8; 32]) -> StoreResult<[u8; 32]> {
+        let key = format!("secret/{name}");
+        let current = match self
+            .meta
+            .compare_and_swap(key.as_bytes(), None as Option<&[u8]>, Some(&init[..]))
+            .map_err(backend)?
+        {
+            Ok(()) => return Ok(init),
+            Err(cas) => cas.current,
+        };
+        current
+            .and_then(|v| <[u8; 32]>::try_from(v.as_ref()).ok())
+            .ok_or_else(|| StoreError::Corrupt {
+                key,
+                reason: "secret must be 32 bytes".into(),
+            })
+    }
+
     fn tenant_ca(&self, tenant: &TenantId) -> StoreResult<Option<StoredCa>> {
         let key = tenant.as_str().as_bytes();
         self.tenant_cas
