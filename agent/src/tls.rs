@@ -105,7 +105,7 @@ impl ServerCertVerifier for PinnedCaVerifier {
 fn transport() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(Some(
-        quinn::IdleTimeout::try_from(Duration::from_secs(60)).expect("60s is a valid idle timeout"),
+        quinn::IdleTimeout::try_from(Duration::from_secs(20)).expect("20s is a valid idle timeout"),
     ))
     .keep_alive_interval(Some(Duration::from_secs(5)))
     .stream_receive_window((4u32 * 1024 * 1024).into())
