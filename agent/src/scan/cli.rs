@@ -98,6 +98,8 @@ pub struct ScanReport {
     pub finished_ms: u64,
     /// Observations.
     pub records: Vec<Record>,
+    /// Verdicts of the builtin compliance rules on those observations, most severe first.
+    pub findings: Vec<rules::Finding>,
 }
 
 /// Runs a one-shot scan and prints the result on stdout.
@@ -193,12 +195,22 @@ pub async fn run(args: ScanArgs) -> anyhow::Result<()> {
             progress.load(Ordering::Relaxed)
         );
     }
+    let ruleset = rules::RuleSet::builtin().context("builtin rules do not compile")?;
+    let mut findings: Vec<rules::Finding> =
+        records.iter().flat_map(|r| ruleset.evaluate(r)).collect();
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then_with(|| a.rule_id.cmp(&b.rule_id))
+            .then_with(|| a.location.cmp(&b.location))
+    });
     let report = ScanReport {
         target: args.target.clone(),
         checks,
         started_ms,
         finished_ms: now_ms(),
         records,
+        findings,
     };
     let mut out = std::io::stdout().lock();
     match args.format {
@@ -340,6 +352,17 @@ pub fn write_table(out: &mut impl Write, report: &ScanReport) -> std::io::Result
                 writeln!(out, "      caa          {}", d.caa.join("; "))?;
                 writeln!(out, "      mx           {}", d.mx.join("; "))?;
             }
+        }
+    }
+    writeln!(out, "findings ({})", report.findings.len())?;
+    for f in &report.findings {
+        writeln!(
+            out,
+            "  [{}] {} {}: {}",
+            f.severity, f.rule_id, f.location, f.title
+        )?;
+        if !f.evidence.is_empty() {
+            writeln!(out, "        evidence: {}", f.evidence)?;
         }
     }
     Ok(())
