@@ -216,10 +216,9 @@ pub async fn resolve_ips(
 }
 
 fn is_spf(txt: &str) -> bool {
-    let t = txt.trim_start();
-    t.len() >= 6
-        && t[..6].eq_ignore_ascii_case("v=spf1")
-        && t[6..].chars().next().is_none_or(|c| c == ' ')
+    // Byte-wise: TXT data is arbitrary and slicing a str could split a character.
+    let t = txt.trim_start().as_bytes();
+    t.len() >= 6 && t[..6].eq_ignore_ascii_case(b"v=spf1") && t.get(6).is_none_or(|&c| c == b' ')
 }
 
 /// Terms of an SPF record after the version tag.
@@ -420,6 +419,8 @@ mod tests {
         assert!(is_spf("V=SPF1"));
         assert!(!is_spf("v=spf10 -all"));
         assert!(!is_spf("google-site-verification=x"));
+        assert!(!is_spf("v=spf€ -all"));
+        assert!(!is_spf("v=sp€"));
         assert_eq!(spf_all_qualifier("v=spf1 mx -all").as_deref(), Some("-"));
         assert_eq!(spf_all_qualifier("v=spf1 all").as_deref(), Some("+"));
         assert_eq!(spf_all_qualifier("v=spf1 ~ALL").as_deref(), Some("~"));

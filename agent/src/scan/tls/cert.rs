@@ -185,8 +185,8 @@ pub fn describe(der: &[u8], now_ms: i64) -> Result<CertificateInfo, CertParseErr
             }
         }
     }
-    let not_before_ms = cert.validity().not_before.timestamp() * 1000;
-    let not_after_ms = cert.validity().not_after.timestamp() * 1000;
+    let not_before_ms = cert.validity().not_before.timestamp().saturating_mul(1000);
+    let not_after_ms = cert.validity().not_after.timestamp().saturating_mul(1000);
     let (key_type, key_bits) = key_facts(&cert);
     let sig_oid = &cert.signature_algorithm.algorithm;
     let signature_algorithm =
@@ -201,7 +201,7 @@ pub fn describe(der: &[u8], now_ms: i64) -> Result<CertificateInfo, CertParseErr
         sans,
         not_before_ms,
         not_after_ms,
-        days_left: (not_after_ms - now_ms).div_euclid(86_400_000),
+        days_left: not_after_ms.saturating_sub(now_ms).div_euclid(86_400_000),
         key_type,
         key_bits,
         signature_algorithm,
