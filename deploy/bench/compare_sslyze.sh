@@ -48,7 +48,7 @@ for entry in "${CONFIGS[@]}"; do
     sslyze --quiet --json_out="$WORK/$name.sslyze.json" "127.0.0.1:$port" >/dev/null 2>&1 || true
 
     python3 - "$name" "$WORK/$name.vigil.json" "$WORK/$name.sslyze.json" "$port" <<'PY' || status=1
-import json, subprocess, sys
+import base64, json, subprocess, sys
 name, vigil_path, sslyze_path, port = sys.argv[1:]
 # IANA name -> OpenSSL name, to re-check suites with `openssl s_client`.
 stdnames = {}
@@ -90,6 +90,21 @@ for v in vigil_versions:
     good = not missing and not suspicious
     ok = ok and good
     print(f"[{name}] {v}: vigil weak={len(ours)} sslyze accepted={len(theirs)} (not weak: {strong_only_theirs}) {'OK' if good else f'MISMATCH missing={missing} unclassified={suspicious}'}")
+# Certificate facts: key size, fingerprint, trust against the Mozilla store.
+dep = res["certificate_info"]["result"]["certificate_deployments"][0]
+leaf = dep["received_certificate_chain"][0]
+mozilla = [p["was_validation_successful"] for p in dep["path_validation_results"] if p["trust_store"]["name"] == "Mozilla"]
+cert = tls["certificate"] or {}
+facts = [
+    ("key_bits", cert.get("key_bits"), leaf["public_key"].get("key_size")),
+    ("fingerprint_sha256", cert.get("fingerprint_sha256"), base64.b64decode(leaf["fingerprint_sha256"]).hex()),
+    ("chain_valid (Mozilla)", tls["chain_valid"], mozilla[0] if mozilla else None),
+    ("chain_length", tls["chain_length"], len(dep["received_certificate_chain"])),
+]
+for label, ours, theirs in facts:
+    same = ours == theirs
+    ok = ok and same
+    print(f"[{name}] certificate {label}: vigil={ours} sslyze={theirs} {'OK' if same else 'MISMATCH'}")
 sys.exit(0 if ok else 1)
 PY
 done
