@@ -200,7 +200,9 @@ impl Pki {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let now = OffsetDateTime::now_utc();
-        params.not_before = now - Duration::from_secs(300);
+        // Backdating absorbs small clock skew; short lifetimes get proportionally less
+        // so the agent's renewal margin keeps its meaning.
+        params.not_before = now - Duration::from_secs(300).min(lifetime / 10);
         let not_after = now + lifetime;
         params.not_after = not_after;
         params.serial_number = Some(random_serial());
