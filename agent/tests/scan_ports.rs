@@ -159,3 +159,59 @@ async fn rate_limit_is_honoured() {
         "rate limit ignored: {elapsed:?}"
     );
 }
+
+#[tokio::test]
+async fn ipv6_loopback_job_with_scope() {
+    let Ok(listener) = tokio::net::TcpListener::bind("[::1]:0").await else {
+        eprintln!("SKIPPED: no IPv6 loopback on this machine");
+        return;
+    };
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            use tokio::io::AsyncWriteExt;
+            let _ = s.write_all(b"SSH-2.0-dropbear_2022.83\r\n").await;
+        }
+    });
+    let closed = closed_port().await;
+    let spec = protocol::JobSpec {
+        job_id: "j6".into(),
+        targets: vec!["::1".into()],
+        ports: vec![
+            protocol::PortRange {
+                start: port,
+                end: port,
+            },
+            protocol::PortRange {
+                start: closed,
+                end: closed,
+            },
+        ],
+        checks: vec![protocol::CheckKind::Ports],
+        every_secs: None,
+    };
+    let scope = protocol::Scope {
+        cidrs: vec!["::1/128".into()],
+        hostnames: vec![],
+        ports: spec.ports.clone(),
+    };
+    let opts = ScanOptions {
+        banner_timeout: Duration::from_millis(500),
+        ..ScanOptions::default()
+    };
+    let records = agent::scan::run_job(&spec, &scope, &opts)
+        .await
+        .expect("job");
+    assert_eq!(records.len(), 1, "{records:?}");
+    let protocol::Observation::Port(p) = &records[0].observation else {
+        panic!("expected a port observation");
+    };
+    assert_eq!((p.ip.as_str(), p.port), ("::1", port));
+    assert_eq!(p.product.as_deref(), Some("dropbear_2022.83"));
+    // The IPv4 loopback is not in this scope.
+    let v4 = protocol::JobSpec {
+        targets: vec!["127.0.0.1".into()],
+        ..spec
+    };
+    assert!(agent::scan::run_job(&v4, &scope, &opts).await.is_err());
+}

@@ -34,9 +34,18 @@ pub enum RootStoreError {
 }
 
 /// Trust anchors the chain of a scanned server is validated against.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RootStore {
     anchors: Vec<TrustAnchor<'static>>,
+}
+
+impl std::fmt::Debug for RootStore {
+    // Printing every anchor would flood logs that include scan options.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RootStore")
+            .field("anchors", &self.anchors.len())
+            .finish()
+    }
 }
 
 impl RootStore {
