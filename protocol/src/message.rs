@@ -36,7 +36,14 @@ pub enum Message {
     Heartbeat(Heartbeat),
     /// Either side: a refusal; the sender closes the stream afterwards.
     Error(ErrorMessage),
+    /// Collector → agent (protocol ≥ [`RUN_REQUESTS_SINCE`]): run one scheduled job now.
+    RunJob(RunRequest),
+    /// Agent → collector (protocol ≥ [`RUN_REQUESTS_SINCE`]): how a requested run ended.
+    RunReport(RunReport),
 }
+
+/// First protocol version in which the collector sends [`Message::RunJob`].
+pub const RUN_REQUESTS_SINCE: u16 = 2;
 
 /// First message of every connection.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
@@ -235,4 +242,131 @@ pub struct ErrorMessage {
     pub code: ErrorCode,
     /// Explanation for logs and operators.
     pub message: String,
+}
+
+/// A collector-scheduled run of one job, identified so that resends are idempotent.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct RunRequest {
+    /// Collector-assigned run identifier; the agent runs each id at most once.
+    pub run_id: String,
+    /// The job to run (`every_secs` is ignored: the collector schedules it).
+    pub job: JobSpec,
+    /// The tenant's authorised scope; targets outside it are refused.
+    pub scope: Scope,
+    /// When the run fell due, milliseconds since the Unix epoch.
+    pub scheduled_ms: u64,
+}
+
+/// How a requested run ended on the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub enum RunOutcome {
+    /// The scan ran and its results are spooled.
+    Succeeded,
+    /// The scan was refused or its results could not be spooled.
+    Failed,
+}
+
+/// The agent's account of a finished run, sent after its results are spooled.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct RunReport {
+    /// The [`RunRequest::run_id`] this answers.
+    pub run_id: String,
+    /// The job that ran.
+    pub job_id: String,
+    /// Success or failure.
+    pub outcome: RunOutcome,
+    /// When the scan started, agent clock, milliseconds since the Unix epoch.
+    pub started_ms: u64,
+    /// When the results were spooled (or the run failed), agent clock.
+    pub finished_ms: u64,
+    /// Observations produced.
+    pub records: u64,
+    /// Spool batches the observations were sealed into.
+    pub batches: u64,
+    /// Sequence of the last of those batches (0 when none): the run's results
+    /// are stored once the collector holds every batch up to it.
+    pub last_sequence: u64,
+    /// Why the run failed.
+    pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod run_message_tests {
+    use super::*;
+    use crate::{DEFAULT_MAX_FRAME, decode_frame, encode_frame};
+
+    fn request() -> Message {
+        Message::RunJob(RunRequest {
+            run_id: "r-0000019a-1f2e3d4c".into(),
+            job: JobSpec {
+                job_id: "nightly".into(),
+                targets: vec!["10.0.0.0/30".into(), "www.example.com".into()],
+                ports: vec![
+                    PortRange { start: 22, end: 22 },
+                    PortRange {
+                        start: 8000,
+                        end: 8100,
+                    },
+                ],
+                checks: vec![CheckKind::Ports, CheckKind::Tls],
+                every_secs: None,
+            },
+            scope: Scope {
+                cidrs: vec!["10.0.0.0/24".into()],
+                hostnames: vec!["*.example.com".into()],
+                ports: vec![PortRange {
+                    start: 1,
+                    end: 65535,
+                }],
+            },
+            scheduled_ms: 1_767_225_600_000,
+        })
+    }
+
+    fn report(outcome: RunOutcome, error: Option<String>) -> Message {
+        Message::RunReport(RunReport {
+            run_id: "r-0000019a-1f2e3d4c".into(),
+            job_id: "nightly".into(),
+            outcome,
+            started_ms: 1_767_225_601_000,
+            finished_ms: 1_767_225_661_500,
+            records: 1234,
+            batches: 3,
+            last_sequence: u64::MAX - 1,
+            error,
+        })
+    }
+
+    #[test]
+    fn run_messages_round_trip_through_frames() {
+        for msg in [
+            request(),
+            report(RunOutcome::Succeeded, None),
+            report(
+                RunOutcome::Failed,
+                Some("target \"8.8.8.8\" refused".into()),
+            ),
+        ] {
+            let frame = encode_frame(&msg, DEFAULT_MAX_FRAME).unwrap();
+            let (back, used) = decode_frame(&frame, DEFAULT_MAX_FRAME).unwrap();
+            assert_eq!(used, frame.len());
+            assert_eq!(back, msg);
+        }
+    }
+
+    #[test]
+    fn run_variants_are_appended_after_the_original_ones() {
+        // The first payload byte is the variant index: older peers must keep
+        // decoding indices 0..=10 exactly as before.
+        let tag = |m: &Message| encode_frame(m, DEFAULT_MAX_FRAME).unwrap()[4];
+        assert_eq!(
+            tag(&Message::Error(ErrorMessage {
+                code: ErrorCode::Internal,
+                message: String::new()
+            })),
+            10
+        );
+        assert_eq!(tag(&request()), 11);
+        assert_eq!(tag(&report(RunOutcome::Succeeded, None)), 12);
+    }
 }

@@ -4,8 +4,8 @@ use crate::ProtocolError;
 
 /// Oldest protocol version this build still speaks.
 pub const PROTOCOL_VERSION_MIN: u16 = 1;
-/// Newest protocol version this build speaks.
-pub const PROTOCOL_VERSION_MAX: u16 = 1;
+/// Newest protocol version this build speaks (2 added collector-scheduled runs).
+pub const PROTOCOL_VERSION_MAX: u16 = 2;
 
 /// Picks the highest version inside both inclusive ranges.
 pub fn negotiate(
