@@ -132,3 +132,71 @@ async fn https_job_detects_scheme_on_explicit_port() {
     assert!(!obs.hsts_include_subdomains);
     assert_eq!(obs.redirects_to_https, None);
 }
+
+#[tokio::test]
+async fn job_ports_without_port_check_probe_only_open_ports() {
+    init_crypto();
+    let tls = tls_server(
+        server_config(&rcgen_identity(), rustls::DEFAULT_VERSIONS),
+        "HTTP/1.1 200 OK\r\nStrict-Transport-Security: max-age=600\r\nContent-Length: 0\r\n\r\n"
+            .into(),
+    )
+    .await;
+    let plain = http_server(
+        "HTTP/1.1 301 Moved\r\nLocation: https://localhost/\r\nContent-Length: 0\r\n\r\n".into(),
+    )
+    .await;
+    let closed = closed_port().await;
+    let ranges: Vec<PortRange> = [tls.port(), plain.port(), closed]
+        .iter()
+        .map(|&p| PortRange { start: p, end: p })
+        .collect();
+    let spec = JobSpec {
+        job_id: "job-mixed".into(),
+        targets: vec!["127.0.0.1".into()],
+        ports: ranges.clone(),
+        checks: vec![CheckKind::Tls, CheckKind::Http],
+        every_secs: None,
+    };
+    let scope = Scope {
+        cidrs: vec!["127.0.0.1/32".into()],
+        hostnames: vec![],
+        ports: ranges,
+    };
+    let records = run_job(&spec, &scope, &ScanOptions::default())
+        .await
+        .expect("job");
+    let tls_obs: Vec<_> = records
+        .iter()
+        .filter_map(|r| match &r.observation {
+            Observation::Tls(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tls_obs.len(), 1, "{records:?}");
+    assert_eq!(tls_obs[0].port, tls.port());
+    let mut http_obs: Vec<_> = records
+        .iter()
+        .filter_map(|r| match &r.observation {
+            Observation::Http(h) => Some(h),
+            _ => None,
+        })
+        .collect();
+    http_obs.sort_by_key(|h| h.url.clone());
+    assert_eq!(http_obs.len(), 2, "{records:?}");
+    assert_eq!(
+        http_obs[0].url,
+        format!("http://127.0.0.1:{}/", plain.port())
+    );
+    assert_eq!(http_obs[0].redirects_to_https, Some(true));
+    assert_eq!(
+        http_obs[1].url,
+        format!("https://127.0.0.1:{}/", tls.port())
+    );
+    assert_eq!(http_obs[1].hsts_max_age, Some(600));
+    assert!(
+        records
+            .iter()
+            .all(|r| !matches!(&r.observation, Observation::Port(_)))
+    );
+}

@@ -246,6 +246,28 @@ pub async fn scan_target(
         discovered = Some(obs);
     }
 
+    // A job that names ports but skips the port check still only gets TLS/HTTP
+    // probes on ports that are open: a quick connect sweep finds them first.
+    let wants_endpoints = checks.contains(&CheckKind::Tls) || checks.contains(&CheckKind::Http);
+    let job_open: Option<Vec<SocketAddr>> =
+        if discovered.is_none() && wants_endpoints && target.port.is_none() && ports.is_some() {
+            match ports::connect_scan(&target.addrs, &port_list, &opts.connect, None).await {
+                Ok(found) => Some(
+                    found
+                        .into_iter()
+                        .filter(|r| r.state == PortState::Open)
+                        .map(|r| r.addr)
+                        .collect(),
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "port sweep for TLS/HTTP checks failed");
+                    Some(Vec::new())
+                }
+            }
+        } else {
+            None
+        };
+
     let server_name = |ip: &IpAddr| target.hostname.clone().unwrap_or_else(|| ip.to_string());
 
     if checks.contains(&CheckKind::Tls) {
@@ -255,7 +277,10 @@ pub async fn scan_target(
                 .filter(|o| o.tls)
                 .filter_map(|o| Some(SocketAddr::new(o.ip.parse().ok()?, o.port)))
                 .collect(),
-            None => endpoints_for(target, &[443], policy),
+            None => match &job_open {
+                Some(open) => open.clone(),
+                None => endpoints_for(target, &[443], policy),
+            },
         };
         for ep in endpoints {
             match tls::analyze(ep.ip(), ep.port(), &server_name(&ep.ip()), &opts.tls).await {
@@ -279,10 +304,16 @@ pub async fn scan_target(
                 .collect(),
             None => {
                 let mut v = Vec::new();
-                for ep in endpoints_for(target, &[80, 443], policy) {
-                    let https = match target.port {
-                        Some(_) => http::speaks_tls(ep, opts.http_timeout).await,
-                        None => ep.port() == 443,
+                let explicit = target.port.is_some() || job_open.is_some();
+                let candidates = match &job_open {
+                    Some(open) => open.clone(),
+                    None => endpoints_for(target, &[80, 443], policy),
+                };
+                for ep in candidates {
+                    let https = if explicit {
+                        http::speaks_tls(ep, opts.http_timeout).await
+                    } else {
+                        ep.port() == 443
                     };
                     v.push((ep, https));
                 }
