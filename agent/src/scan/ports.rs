@@ -157,6 +157,12 @@ fn classify(stream: &mio::net::TcpStream) -> Option<PortState> {
         // Unreachable hosts/networks are indistinguishable from a dropping firewall.
         Ok(Some(_)) | Err(_) => Some(PortState::Filtered),
         Ok(None) => match stream.peer_addr() {
+            // TCP simultaneous open: on loopback the kernel can pick the target
+            // port as our source port and the socket connects to itself, which
+            // says nothing about a listener.
+            Ok(peer) if stream.local_addr().is_ok_and(|local| local == peer) => {
+                Some(PortState::Closed)
+            }
             Ok(_) => Some(PortState::Open),
             Err(e) if e.kind() == std::io::ErrorKind::NotConnected => None,
             Err(_) => Some(PortState::Filtered),
@@ -349,6 +355,26 @@ pub async fn connect_scan(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn self_connected_socket_is_not_an_open_port() {
+        // Bind a free loopback port, then connect the same socket to it: Linux
+        // completes a TCP simultaneous open with itself.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+        sock.bind(addr).expect("bind");
+        let Ok(stream) = sock.connect(addr).await else {
+            eprintln!("SKIPPED: this kernel refuses TCP self-connect");
+            return;
+        };
+        let std_stream = stream.into_std().expect("into std");
+        let mio_stream = mio::net::TcpStream::from_std(std_stream);
+        assert_eq!(classify(&mio_stream), Some(PortState::Closed));
+    }
 
     #[test]
     fn parses_port_selections() {
