@@ -192,7 +192,7 @@ async fn legacy_openssl_server_tls10_weak_suites_rsa1024() {
             .all(|w| w.version == TlsVersion::Tls10)
     );
     // Exactly the weak suites this OpenSSL build enables for TLS 1.0 with an RSA key.
-    let mut expected = openssl_tls10_rsa_suites("ALL:@SECLEVEL=0");
+    let mut expected = openssl_rsa_suites("ALL:@SECLEVEL=0", TlsVersion::Tls10);
     let weak: std::collections::BTreeSet<u16> = agent::scan::tls::ciphers::weak_suites()
         .map(|s| s.code)
         .collect();
@@ -213,9 +213,9 @@ async fn legacy_openssl_server_tls10_weak_suites_rsa1024() {
     }
 }
 
-/// Code points `openssl ciphers` enables for `spec` that a TLS 1.0 server with
-/// an RSA key can select (PSK/SRP need credentials the server does not have).
-fn openssl_tls10_rsa_suites(spec: &str) -> std::collections::BTreeSet<u16> {
+/// Code points `openssl ciphers` enables for `spec` that a server with an RSA
+/// key can select under `version` (PSK/SRP need credentials the server does not have).
+fn openssl_rsa_suites(spec: &str, version: TlsVersion) -> std::collections::BTreeSet<u16> {
     let out = std::process::Command::new("openssl")
         .args(["ciphers", "-V", spec])
         .output()
@@ -228,7 +228,10 @@ fn openssl_tls10_rsa_suites(spec: &str) -> std::collections::BTreeSet<u16> {
         let [code, _, _, proto, kx, au, ..] = cols.as_slice() else {
             continue;
         };
-        let tls10 = matches!(*proto, "SSLv3" | "TLSv1");
+        let tls10 = match version {
+            TlsVersion::Tls12 => matches!(*proto, "SSLv3" | "TLSv1" | "TLSv1.2"),
+            _ => matches!(*proto, "SSLv3" | "TLSv1"),
+        };
         let usable =
             matches!(*au, "Au=RSA" | "Au=None") && !kx.contains("PSK") && !kx.contains("SRP");
         let hex: String = code.replace("0x", "").replace(',', "");
@@ -263,4 +266,36 @@ async fn openssl_server_tls12_only_strong_suites() {
     assert_eq!(obs.protocols, vec![TlsVersion::Tls12]);
     assert!(obs.weak_ciphers.is_empty(), "{:?}", obs.weak_ciphers);
     assert_eq!(obs.certificate.expect("leaf").key_bits, 2048);
+}
+
+#[tokio::test]
+async fn openssl_server_null_suites_tls12() {
+    if !have_openssl() {
+        eprintln!("SKIPPED: the openssl binary is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = openssl_self_signed(dir.path(), "localhost", 2048);
+    let (_server, addr) =
+        openssl_server(&cert, &key, &["-tls1_2", "-cipher", "eNULL:@SECLEVEL=0"]).await;
+    let obs = tls::analyze(LOOPBACK, addr.port(), "localhost", &TlsOptions::default())
+        .await
+        .expect("analyze");
+    assert_eq!(obs.protocols, vec![TlsVersion::Tls12]);
+    let mut expected = openssl_rsa_suites("eNULL:@SECLEVEL=0", TlsVersion::Tls12);
+    let weak: std::collections::BTreeSet<u16> = agent::scan::tls::ciphers::weak_suites()
+        .map(|s| s.code)
+        .collect();
+    expected.retain(|c| weak.contains(c));
+    assert!(!expected.is_empty());
+    let found: std::collections::BTreeSet<u16> = obs.weak_ciphers.iter().map(|w| w.code).collect();
+    assert_eq!(found, expected, "{:?}", obs.weak_ciphers);
+    assert!(
+        obs.weak_ciphers
+            .iter()
+            .all(|w| w.classes.contains(&WeakCipherClass::Null) && w.version == TlsVersion::Tls12)
+    );
+    let names: Vec<&str> = obs.weak_ciphers.iter().map(|w| w.name.as_str()).collect();
+    assert!(names.contains(&"TLS_RSA_WITH_NULL_SHA256"), "{names:?}");
+    assert!(names.contains(&"TLS_ECDH_anon_WITH_NULL_SHA"), "{names:?}");
 }
