@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Compares the agent's TLS verdicts with sslyze on loopback `openssl s_server`
-# instances: accepted protocol versions, and per version the accepted suites
-# that fall in the agent's weak classes. Scans ONLY 127.0.0.1.
+# Compares the agent's TLS verdicts with sslyze (and testssl.sh when installed)
+# on loopback `openssl s_server` instances: accepted protocol versions, per
+# version the accepted suites that fall in the agent's weak classes, and
+# certificate facts. Scans ONLY 127.0.0.1.
 # Needs openssl and python3; installs sslyze with pip when it is missing.
 # Usage: deploy/bench/compare_sslyze.sh
 set -euo pipefail
@@ -107,5 +108,26 @@ for label, ours, theirs in facts:
     print(f"[{name}] certificate {label}: vigil={ours} sslyze={theirs} {'OK' if same else 'MISMATCH'}")
 sys.exit(0 if ok else 1)
 PY
+
+    # testssl.sh (Debian package `testssl.sh`), when installed, on the widest set-up:
+    # its cipher list is the union over versions, so compare unions.
+    if [ "$name" = "tls10-to-13-all" ] && command -v testssl >/dev/null; then
+        testssl --quiet --color 0 -e -p --jsonfile "$WORK/$name.testssl.json" "127.0.0.1:$port" >/dev/null 2>&1 || true
+        python3 - "$name" "$WORK/$name.vigil.json" "$WORK/$name.testssl.json" <<'PY' || status=1
+import json, sys
+name, vigil_path, testssl_path = sys.argv[1:]
+entries = json.load(open(testssl_path))
+tls = [r["observation"] for r in json.load(open(vigil_path))["records"] if r["observation"]["kind"] == "tls"][0]
+names = {"SSLv3": "SSLv3", "TLS1": "TLSv1.0", "TLS1_1": "TLSv1.1", "TLS1_2": "TLSv1.2", "TLS1_3": "TLSv1.3"}
+theirs_versions = sorted(names[e["id"]] for e in entries if e["id"] in names and e["finding"].startswith("offered"))
+accepted = {int(e["id"][len("cipher_x"):], 16) for e in entries if e["id"].startswith("cipher_x")}
+weak = {w["code"] for w in tls["weak_ciphers"]}
+ok = theirs_versions == sorted(tls["protocols"]) and weak <= accepted
+print(f"[{name}] testssl versions={theirs_versions} vigil={sorted(tls['protocols'])}; "
+      f"vigil weak suites {len(weak)}, all accepted per testssl: {weak <= accepted} "
+      f"(testssl accepted {len(accepted)} incl. TLS 1.3) {'OK' if ok else 'MISMATCH'}")
+sys.exit(0 if ok else 1)
+PY
+    fi
 done
 exit $status
