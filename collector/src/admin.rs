@@ -14,8 +14,11 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::pki::{Pki, PkiError};
-use crate::store::{AgentRecord, DeliveryCounts, Store, StoreError, TokenRecord};
-use crate::time::now_ms;
+use crate::scheduler::{ScheduleSummary, Schedules};
+use crate::store::{
+    AgentRecord, DeliveryCounts, RunFilter, RunRecord, Store, StoreError, TokenRecord,
+};
+use crate::time::{Clock, now_ms};
 
 /// Failures of administrative operations.
 #[derive(Debug, Error)]
@@ -102,6 +105,20 @@ pub enum AdminRequest {
     Stats,
     /// The server CA fingerprint.
     Fingerprint,
+    /// Scheduled scan runs, newest first.
+    ListRuns {
+        /// Only this tenant's runs.
+        tenant: Option<TenantId>,
+        /// Only this agent's runs.
+        agent: Option<AgentId>,
+        /// At most this many.
+        limit: Option<usize>,
+    },
+    /// Scheduled jobs with their next due time.
+    ListSchedules {
+        /// Only this tenant's schedules.
+        tenant: Option<TenantId>,
+    },
 }
 
 /// Connections of agents currently online, so revocation can cut them at once.
@@ -151,6 +168,7 @@ pub struct Admin {
     pki: Arc<Pki>,
     default_ttl: Duration,
     live: Option<Arc<LiveAgents>>,
+    schedules: Option<(Arc<Schedules>, Arc<dyn Clock>)>,
 }
 
 impl Admin {
@@ -166,6 +184,29 @@ impl Admin {
             pki,
             default_ttl,
             live,
+            schedules: None,
+        }
+    }
+
+    /// Adds the schedule table, read as of `clock`, for `ListSchedules`.
+    pub fn with_schedules(mut self, schedules: Arc<Schedules>, clock: Arc<dyn Clock>) -> Self {
+        self.schedules = Some((schedules, clock));
+        self
+    }
+
+    /// Scheduled scan runs matching `filter`, newest first.
+    pub fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, AdminError> {
+        Ok(self.store.runs(filter)?)
+    }
+
+    /// Scheduled jobs with their next due time (none when no schedule table was given).
+    pub fn list_schedules(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<ScheduleSummary>, AdminError> {
+        match &self.schedules {
+            Some((s, clock)) => Ok(s.summaries(self.store.as_ref(), tenant, clock.now_ms())?),
+            None => Ok(Vec::new()),
         }
     }
 
@@ -258,6 +299,18 @@ impl Admin {
             AdminRequest::Fingerprint => Ok(serde_json::Value::String(
                 self.pki.server_ca_fingerprint(),
             )),
+            AdminRequest::ListRuns {
+                tenant,
+                agent,
+                limit,
+            } => json(serde_json::to_value(self.list_runs(&RunFilter {
+                tenant,
+                agent,
+                limit,
+            })?)),
+            AdminRequest::ListSchedules { tenant } => {
+                json(serde_json::to_value(self.list_schedules(tenant.as_ref())?))
+            }
         }
     }
 }

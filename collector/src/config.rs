@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use protocol::{CheckKind, JobPush, JobSpec, PortRange, Scope, TenantId};
+
+use crate::schedule::{JobSchedule, ScheduledJob, parse_cron, parse_offset, parse_windows};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -84,6 +86,10 @@ pub struct CollectorConfig {
     pub idle_timeout: String,
     /// Largest frame accepted from an agent, in bytes.
     pub max_frame_bytes: usize,
+    /// A dispatched scheduled run with no report after this long is marked failed.
+    pub run_timeout: String,
+    /// Finished scan runs older than this are deleted from the run history.
+    pub run_retention: String,
     /// Per-tenant scope and jobs.
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -100,6 +106,8 @@ impl Default for CollectorConfig {
             heartbeat_interval: "15s".into(),
             idle_timeout: "30s".into(),
             max_frame_bytes: protocol::DEFAULT_MAX_FRAME,
+            run_timeout: "6h".into(),
+            run_retention: "30d".into(),
             tenants: BTreeMap::new(),
         }
     }
@@ -140,9 +148,20 @@ pub struct JobConfig {
     pub ports: Option<String>,
     /// Checks to run.
     pub checks: Vec<CheckKind>,
-    /// Repeat interval such as `"10m"`; absent runs once per connection.
+    /// Repeat interval such as `"10m"`, run by the agent on its own clock;
+    /// absent (and no `schedule`) runs once per connection.
     #[serde(default)]
     pub every: Option<String>,
+    /// Cron expression, seconds field first (`"0 0 */6 * * *"`): the collector
+    /// schedules the job and sends each run to the tenant's agents.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// Allowed start windows of scheduled runs, e.g. `"Mon-Fri 22:00-06:00"`.
+    #[serde(default)]
+    pub windows: Vec<String>,
+    /// Fixed UTC offset (`"+02:00"`) the schedule and windows are read in; UTC when absent.
+    #[serde(default)]
+    pub timezone: Option<String>,
 }
 
 /// Validated settings derived from [`CollectorConfig`].
@@ -160,8 +179,14 @@ pub struct Settings {
     pub heartbeat_interval: Duration,
     /// Parsed idle timeout.
     pub idle_timeout: Duration,
-    /// Job push per tenant.
+    /// Job push per tenant (the jobs agents run on their own: `every` or once).
     pub jobs: BTreeMap<TenantId, JobPush>,
+    /// Collector-scheduled jobs per tenant (`schedule`).
+    pub schedules: BTreeMap<TenantId, Vec<ScheduledJob>>,
+    /// Parsed run timeout.
+    pub run_timeout: Duration,
+    /// Parsed run retention.
+    pub run_retention: Duration,
 }
 
 impl CollectorConfig {
@@ -206,11 +231,21 @@ impl CollectorConfig {
         if self.max_frame_bytes < 64 * 1024 {
             return Err(invalid("max_frame_bytes", "must be at least 65536"));
         }
+        let run_timeout = parse_duration("run_timeout", &self.run_timeout)?;
+        if run_timeout < Duration::from_secs(1) {
+            return Err(invalid("run_timeout", "must be at least 1s"));
+        }
+        let run_retention = parse_duration("run_retention", &self.run_retention)?;
         let mut jobs = BTreeMap::new();
+        let mut schedules = BTreeMap::new();
         for (name, tenant) in &self.tenants {
             let id = TenantId::new(name.as_str())
                 .map_err(|e| invalid(format!("tenants.{name}"), e.to_string()))?;
-            jobs.insert(id, tenant.job_push(name)?);
+            let (push, scheduled) = tenant.job_push(name, &id)?;
+            jobs.insert(id.clone(), push);
+            if !scheduled.is_empty() {
+                schedules.insert(id, scheduled);
+            }
         }
         Ok(Settings {
             metrics_listen,
@@ -219,13 +254,22 @@ impl CollectorConfig {
             heartbeat_interval,
             idle_timeout,
             jobs,
+            schedules,
+            run_timeout,
+            run_retention,
             raw: self,
         })
     }
 }
 
 impl TenantConfig {
-    fn job_push(&self, tenant: &str) -> Result<JobPush, ConfigError> {
+    /// Splits the tenant's jobs into the push agents run themselves and the
+    /// collector-scheduled ones.
+    fn job_push(
+        &self,
+        tenant: &str,
+        tenant_id: &TenantId,
+    ) -> Result<(JobPush, Vec<ScheduledJob>), ConfigError> {
         let key = |k: &str| format!("tenants.{tenant}.{k}");
         for cidr in &self.scope.cidrs {
             cidr.parse::<ipnet::IpNet>()
@@ -243,6 +287,7 @@ impl TenantConfig {
         };
         let mut seen = std::collections::BTreeSet::new();
         let mut jobs = Vec::new();
+        let mut scheduled = Vec::new();
         for job in &self.jobs {
             if !seen.insert(job.id.clone()) {
                 return Err(invalid(key("jobs"), format!("duplicate job id {:?}", job.id)));
@@ -263,15 +308,49 @@ impl TenantConfig {
                 .map(|e| parse_duration(&key(&format!("jobs.{}.every", job.id)), e))
                 .transpose()?
                 .map(|d| d.as_secs().max(1));
-            jobs.push(JobSpec {
+            let spec = JobSpec {
                 job_id: job.id.clone(),
                 targets: job.targets.clone(),
                 ports,
                 checks: job.checks.clone(),
                 every_secs,
-            });
+            };
+            match &job.schedule {
+                Some(expr) => {
+                    let jkey = |k: &str| key(&format!("jobs.{}.{k}", job.id));
+                    if job.every.is_some() {
+                        return Err(invalid(
+                            jkey("every"),
+                            "a job has either `every` (agent-timed) or `schedule` (collector-scheduled), not both",
+                        ));
+                    }
+                    // Each part is parsed on its own so the error names the setting at fault.
+                    let cron =
+                        parse_cron(expr).map_err(|e| invalid(jkey("schedule"), e.to_string()))?;
+                    let windows = parse_windows(&job.windows)
+                        .map_err(|e| invalid(jkey("windows"), e.to_string()))?;
+                    let offset = parse_offset(job.timezone.as_deref().unwrap_or("UTC"))
+                        .map_err(|e| invalid(jkey("timezone"), e.to_string()))?;
+                    let schedule = JobSchedule::new(cron, windows, offset)
+                        .map_err(|e| invalid(jkey("schedule"), e.to_string()))?;
+                    scheduled.push(ScheduledJob {
+                        tenant: tenant_id.clone(),
+                        spec,
+                        schedule,
+                    });
+                }
+                None => {
+                    if !job.windows.is_empty() || job.timezone.is_some() {
+                        return Err(invalid(
+                            key(&format!("jobs.{}.windows", job.id)),
+                            "windows and timezone apply to collector-scheduled jobs only; add a `schedule`",
+                        ));
+                    }
+                    jobs.push(spec);
+                }
+            }
         }
-        Ok(JobPush { scope, jobs })
+        Ok((JobPush { scope, jobs }, scheduled))
     }
 }
 

@@ -6,6 +6,8 @@ pub mod admin_socket;
 pub mod config;
 pub mod metrics;
 pub mod pki;
+pub mod schedule;
+pub mod scheduler;
 pub mod server;
 pub mod session;
 pub mod store;

@@ -9,7 +9,9 @@ use clap::{Parser, Subcommand};
 use collector::admin::{Admin, AdminRequest, AgentSummary, CreatedToken, TenantStats};
 use collector::config::{CollectorConfig, parse_duration};
 use collector::pki::Pki;
-use collector::store::{SledStore, Store};
+use collector::scheduler::{ScheduleSummary, Schedules};
+use collector::store::{RunRecord, SledStore, Store};
+use collector::time::SystemClock;
 use collector::{Collector, admin_socket};
 use protocol::{AgentId, TenantId};
 
@@ -58,6 +60,16 @@ enum Command {
         #[command(subcommand)]
         command: CaCommand,
     },
+    /// Scheduled scan runs.
+    Runs {
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
+    /// Collector-scheduled jobs (`schedule` in the tenant configuration).
+    Schedules {
+        #[command(subcommand)]
+        command: SchedulesCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -95,6 +107,38 @@ enum AgentCommand {
 }
 
 #[derive(Subcommand)]
+enum RunsCommand {
+    /// List runs, newest first, with status and duration.
+    List {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<TenantId>,
+        /// Only this agent.
+        #[arg(long)]
+        agent: Option<AgentId>,
+        /// At most this many runs.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchedulesCommand {
+    /// List scheduled jobs with their next due time.
+    List {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<TenantId>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum CaCommand {
     /// Print the SHA-256 fingerprint agents pass as --ca-fingerprint.
     Fingerprint,
@@ -126,7 +170,10 @@ async fn admin_request(config: CollectorConfig, req: AdminRequest) -> Result<ser
         )
     })?);
     let pki = Arc::new(Pki::open(store.clone())?);
-    let admin = Admin::new(store.clone(), pki, settings.token_ttl, None);
+    let admin = Admin::new(store.clone(), pki, settings.token_ttl, None).with_schedules(
+        Arc::new(Schedules::from_settings(&settings)),
+        Arc::new(SystemClock),
+    );
     let value = tokio::task::spawn_blocking(move || admin.handle(req)).await??;
     store.flush()?;
     Ok(value)
@@ -262,6 +309,81 @@ async fn main() -> Result<()> {
                     println!(
                         "{:<16} {:>7} {:>8} {:>10} {:>12}",
                         t, s.agents, s.revoked, s.batches, s.records
+                    );
+                }
+            }
+        }
+        Command::Runs {
+            command:
+                RunsCommand::List {
+                    tenant,
+                    agent,
+                    limit,
+                    json,
+                },
+        } => {
+            let req = AdminRequest::ListRuns {
+                tenant,
+                agent,
+                limit: Some(limit),
+            };
+            let v = admin_request(config, req).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let runs: Vec<RunRecord> = serde_json::from_value(v)?;
+                println!(
+                    "{:<30} {:<12} {:<20} {:<20} {:<9} {:<20} {:>9} {:>8}  ERROR",
+                    "RUN", "TENANT", "AGENT", "JOB", "STATUS", "DUE", "DURATION", "RECORDS"
+                );
+                for r in runs {
+                    let duration = r
+                        .duration_ms()
+                        .map(|d| format!("{:.1}s", d as f64 / 1000.0))
+                        .unwrap_or_else(|| "-".into());
+                    println!(
+                        "{:<30} {:<12} {:<20} {:<20} {:<9} {:<20} {:>9} {:>8}  {}",
+                        r.run_id,
+                        r.tenant,
+                        r.agent,
+                        r.job_id,
+                        r.status.as_str(),
+                        fmt_ms(r.scheduled_ms),
+                        duration,
+                        r.observations,
+                        r.error.unwrap_or_default()
+                    );
+                }
+            }
+        }
+        Command::Schedules {
+            command: SchedulesCommand::List { tenant, json },
+        } => {
+            let v = admin_request(config, AdminRequest::ListSchedules { tenant }).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let schedules: Vec<ScheduleSummary> = serde_json::from_value(v)?;
+                println!(
+                    "{:<12} {:<20} {:<18} {:<7} {:<20} {:<20} {:>7}  WINDOWS",
+                    "TENANT", "JOB", "SCHEDULE", "TZ", "NEXT DUE", "NEXT START", "PENDING"
+                );
+                let when = |ms: Option<u64>| ms.map(fmt_ms).unwrap_or_else(|| "never".into());
+                for s in schedules {
+                    println!(
+                        "{:<12} {:<20} {:<18} {:<7} {:<20} {:<20} {:>7}  {}",
+                        s.tenant,
+                        s.job_id,
+                        s.schedule,
+                        s.timezone,
+                        when(s.next_due_ms),
+                        when(s.next_start_ms),
+                        s.pending_runs,
+                        if s.windows.is_empty() {
+                            "any time".to_string()
+                        } else {
+                            s.windows.join(", ")
+                        }
                     );
                 }
             }

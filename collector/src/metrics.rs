@@ -30,6 +30,14 @@ pub struct Metrics {
     pub records_stored: AtomicU64,
     /// Acks sent.
     pub acks_sent: AtomicU64,
+    /// Scheduled runs sent to agents (resends after a reconnect included).
+    pub runs_dispatched: AtomicU64,
+    /// Scheduled runs the agents reported as succeeded.
+    pub runs_succeeded: AtomicU64,
+    /// Scheduled runs that failed or were never reported.
+    pub runs_failed: AtomicU64,
+    /// Scheduled runs superseded before they could start.
+    pub runs_missed: AtomicU64,
 }
 
 fn line(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
@@ -60,6 +68,10 @@ impl Metrics {
             ("vigil_batches_rejected_total", "counter", "Batches refused.", get(&self.batches_rejected)),
             ("vigil_records_stored_total", "counter", "Result records durably stored since start.", get(&self.records_stored)),
             ("vigil_acks_sent_total", "counter", "Acks sent to agents.", get(&self.acks_sent)),
+            ("vigil_runs_dispatched_total", "counter", "Scheduled scan runs sent to agents.", get(&self.runs_dispatched)),
+            ("vigil_runs_succeeded_total", "counter", "Scheduled scan runs that succeeded.", get(&self.runs_succeeded)),
+            ("vigil_runs_failed_total", "counter", "Scheduled scan runs that failed or timed out.", get(&self.runs_failed)),
+            ("vigil_runs_missed_total", "counter", "Scheduled scan runs superseded before they started.", get(&self.runs_missed)),
         ] {
             line(&mut out, name, kind, help, v);
         }

@@ -11,8 +11,10 @@ use crate::admin_socket;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::pki::{Pki, PkiError};
+use crate::scheduler::Scheduler;
 use crate::session;
 use crate::store::{SledStore, Store, StoreError};
+use crate::time::{Clock, SystemClock};
 use crate::verifier::AgentCertVerifier;
 
 /// Failures while starting the collector.
@@ -48,6 +50,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Connected agents.
     pub live: Arc<LiveAgents>,
+    /// Collector-driven scan runs.
+    pub scheduler: Arc<Scheduler>,
 }
 
 /// A started collector; dropping it does not stop it, call [`Collector::shutdown`].
@@ -113,12 +117,29 @@ impl Collector {
         settings: Settings,
         store: Arc<dyn Store>,
     ) -> Result<Self, StartError> {
+        Self::start_with_clock(settings, store, Arc::new(SystemClock)).await
+    }
+
+    /// Starts serving with the scan scheduler reading time from `clock`.
+    pub async fn start_with_clock(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
         let pki = Arc::new(Pki::open(store.clone())?);
+        let metrics = Arc::new(Metrics::default());
+        let scheduler = Arc::new(Scheduler::new(
+            &settings,
+            store.clone(),
+            metrics.clone(),
+            clock,
+        ));
         let shared = Arc::new(Shared {
             store,
             pki,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             live: Arc::new(LiveAgents::default()),
+            scheduler,
             settings,
         });
         let listen = shared.settings.raw.listen;
@@ -153,13 +174,18 @@ impl Collector {
         )
         .map_err(bind_err)?;
         let mut tasks = vec![tokio::spawn(accept_loop(endpoint.clone(), shared.clone()))];
+        // Cron has one-second resolution; waking on agent connects covers the rest.
+        tasks.push(tokio::spawn(
+            shared.scheduler.clone().run(std::time::Duration::from_secs(1)),
+        ));
         let sock = admin_socket::socket_path(&shared.settings.raw.data_dir);
         let admin = Admin::new(
             shared.store.clone(),
             shared.pki.clone(),
             shared.settings.token_ttl,
             Some(shared.live.clone()),
-        );
+        )
+        .with_schedules(shared.scheduler.schedules(), shared.scheduler.clock());
         tasks.push(
             admin_socket::serve(&sock, admin).map_err(|source| StartError::Bind {
                 what: "admin socket",
@@ -233,6 +259,15 @@ impl Collector {
             self.shared.settings.token_ttl,
             Some(self.shared.live.clone()),
         )
+        .with_schedules(
+            self.shared.scheduler.schedules(),
+            self.shared.scheduler.clock(),
+        )
+    }
+
+    /// The scan scheduler (tests tick it after moving a manual clock).
+    pub fn scheduler(&self) -> Arc<Scheduler> {
+        self.shared.scheduler.clone()
     }
 
     /// The store (for inspection and tests).

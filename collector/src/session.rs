@@ -284,6 +284,10 @@ async fn agent(
         .unwrap_or_else(JobPush::default);
     let _ = out.send(Message::Jobs(jobs)).await;
     shared.live.insert(id.agent.clone(), conn.clone());
+    // Registered after Welcome and Jobs, so runs owed (missed while offline) follow them.
+    shared
+        .scheduler
+        .connected(&id, conn.stable_id(), version, out.clone());
     tracing::info!(
         "agent {id} connected from {} (last stored sequence {last})",
         conn.remote_address()
@@ -295,6 +299,7 @@ async fn agent(
     drop(stored_tx);
     let _ = acker.await;
     shared.live.remove(&id.agent, conn);
+    shared.scheduler.disconnected(&id.agent, conn.stable_id());
     tracing::info!("agent {id} disconnected");
     result
 }
@@ -351,6 +356,16 @@ async fn ingest(
             }
             Message::Error(e) => {
                 tracing::warn!("agent {id} reported: {:?}: {}", e.code, e.message);
+            }
+            Message::RunReport(report) => {
+                let (scheduler, agent) = (shared.scheduler.clone(), id.clone());
+                // Reports for unknown or foreign runs are logged, not fatal: a
+                // pruned run must not cut the agent's result stream.
+                match tokio::task::spawn_blocking(move || scheduler.report(&agent, report)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!("agent {id}: run report ignored: {e}"),
+                    Err(e) => tracing::error!("agent {id}: run report task failed: {e}"),
+                }
             }
             _ => {
                 return refuse(out, ErrorCode::BadRequest, "unexpected message").await;

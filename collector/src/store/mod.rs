@@ -112,6 +112,91 @@ pub struct DeliveryCounts {
     pub records: u64,
 }
 
+/// Lifecycle of a scheduled scan run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Due, waiting for the agent to connect or for an allowed window.
+    Queued,
+    /// Sent to the agent; no report yet.
+    Running,
+    /// The agent ran it and spooled the results.
+    Succeeded,
+    /// The agent refused or failed it, or never reported.
+    Failed,
+    /// Superseded by a newer run of the same job before it could start.
+    Missed,
+}
+
+impl RunStatus {
+    /// Whether the run can still change.
+    pub fn is_pending(self) -> bool {
+        matches!(self, Self::Queued | Self::Running)
+    }
+
+    /// Lower-case name, as shown by the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Missed => "missed",
+        }
+    }
+}
+
+/// One scan run of a scheduled job on one agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Identifier, sortable by due time.
+    pub run_id: String,
+    /// Tenant of the agent.
+    pub tenant: TenantId,
+    /// Agent that runs it.
+    pub agent: AgentId,
+    /// Job that runs.
+    pub job_id: String,
+    /// Where it is in its lifecycle.
+    pub status: RunStatus,
+    /// When the schedule made it due, ms since the epoch (collector clock).
+    pub scheduled_ms: u64,
+    /// When it was last sent to the agent, ms since the epoch (collector clock).
+    pub dispatched_ms: Option<u64>,
+    /// How many times it was sent (resent after reconnects).
+    pub dispatches: u32,
+    /// When the scan started (agent clock).
+    pub started_ms: Option<u64>,
+    /// When the scan finished (agent clock), or when the collector gave up on it.
+    pub finished_ms: Option<u64>,
+    /// Observations produced.
+    pub observations: u64,
+    /// Batches the observations were spooled in.
+    pub batches: u64,
+    /// Spool sequence of the run's last batch (0 when none).
+    pub last_sequence: u64,
+    /// Why it failed or was missed.
+    pub error: Option<String>,
+}
+
+impl RunRecord {
+    /// Scan duration in ms, once started and finished.
+    pub fn duration_ms(&self) -> Option<u64> {
+        Some(self.finished_ms?.saturating_sub(self.started_ms?))
+    }
+}
+
+/// Which runs [`Store::runs`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunFilter {
+    /// Only this tenant's runs.
+    pub tenant: Option<TenantId>,
+    /// Only this agent's runs.
+    pub agent: Option<AgentId>,
+    /// At most this many, newest first; all when absent.
+    pub limit: Option<usize>,
+}
+
 /// Backend-neutral collector state.
 pub trait Store: Send + Sync + 'static {
     /// The collector's server CA, if created.
@@ -155,4 +240,26 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<StoredBatch>>;
     /// Delivery counters of every agent, keyed by tenant and agent.
     fn all_deliveries(&self) -> StoreResult<Vec<(TenantId, AgentId, DeliveryCounts)>>;
+
+    /// Inserts or replaces a scan run (not durable until [`Store::flush`]).
+    fn put_run(&self, run: &RunRecord) -> StoreResult<()>;
+    /// Atomically changes a run: `change` edits a fresh copy and returns
+    /// whether to keep the edit. Returns the run as stored afterwards.
+    fn update_run(
+        &self,
+        run_id: &str,
+        change: &mut dyn FnMut(&mut RunRecord) -> bool,
+    ) -> StoreResult<Option<RunRecord>>;
+    /// One run by id.
+    fn run(&self, run_id: &str) -> StoreResult<Option<RunRecord>>;
+    /// Runs matching `filter`, newest (latest due) first.
+    fn runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>>;
+    /// Queued and running runs, optionally of one agent, oldest first.
+    fn pending_runs(&self, agent: Option<&AgentId>) -> StoreResult<Vec<RunRecord>>;
+    /// Deletes finished runs that were due before `before_ms`; returns how many.
+    fn prune_runs(&self, before_ms: u64) -> StoreResult<usize>;
+    /// Latest instant up to which a tenant's job schedule has been evaluated.
+    fn schedule_cursor(&self, tenant: &TenantId, job_id: &str) -> StoreResult<Option<u64>>;
+    /// Records how far a tenant's job schedule has been evaluated.
+    fn set_schedule_cursor(&self, tenant: &TenantId, job_id: &str, at_ms: u64) -> StoreResult<()>;
 }

@@ -8,8 +8,8 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::{
-    AgentRecord, BatchOutcome, DeliveryCounts, Store, StoreError, StoreResult, StoredBatch,
-    StoredCa, TokenRecord,
+    AgentRecord, BatchOutcome, DeliveryCounts, RunFilter, RunRecord, Store, StoreError,
+    StoreResult, StoredBatch, StoredCa, TokenRecord,
 };
 
 const SERVER_CA_KEY: &[u8] = b"server_ca";
@@ -23,6 +23,28 @@ pub struct SledStore {
     agents: sled::Tree,
     batches: sled::Tree,
     delivery: sled::Tree,
+    /// Scan runs by run id (ids sort by due time).
+    runs: sled::Tree,
+    /// Index of queued and running runs: `{agent}/{run_id}` → empty.
+    runs_pending: sled::Tree,
+    /// Schedule evaluation progress: `{tenant}/{job_id}` → u64 ms, big-endian.
+    schedule_cursors: sled::Tree,
+}
+
+fn pending_key(run: &RunRecord) -> Vec<u8> {
+    format!("{}/{}", run.agent, run.run_id).into_bytes()
+}
+
+fn cursor_key(tenant: &TenantId, job_id: &str) -> Vec<u8> {
+    format!("{tenant}/{job_id}").into_bytes()
+}
+
+fn txn_result<T>(r: Result<T, TransactionError<StoreError>>) -> StoreResult<T> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(TransactionError::Abort(e)) => Err(e),
+        Err(TransactionError::Storage(e)) => Err(backend(e)),
+    }
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -108,6 +130,9 @@ impl SledStore {
             agents: tree("agents")?,
             batches: tree("batches")?,
             delivery: tree("delivery")?,
+            runs: tree("runs")?,
+            runs_pending: tree("runs_pending")?,
+            schedule_cursors: tree("schedule_cursors")?,
             db,
         })
     }
@@ -302,6 +327,137 @@ impl Store for SledStore {
             out.push((tenant, agent, decode(&k, &v)?));
         }
         Ok(out)
+    }
+
+    fn put_run(&self, run: &RunRecord) -> StoreResult<()> {
+        let value = encode(run)?;
+        let pkey = pending_key(run);
+        let pending = run.status.is_pending();
+        txn_result((&self.runs, &self.runs_pending).transaction(|(runs, idx)| {
+            runs.insert(run.run_id.as_bytes(), value.as_slice())?;
+            if pending {
+                idx.insert(pkey.as_slice(), &[][..])?;
+            } else {
+                idx.remove(pkey.as_slice())?;
+            }
+            Ok(())
+        }))
+    }
+
+    fn update_run(
+        &self,
+        run_id: &str,
+        change: &mut dyn FnMut(&mut RunRecord) -> bool,
+    ) -> StoreResult<Option<RunRecord>> {
+        let key = run_id.as_bytes();
+        // A transaction body may run more than once; RefCell lets the FnMut be
+        // called from the Fn closure sled requires.
+        let change = std::cell::RefCell::new(change);
+        txn_result((&self.runs, &self.runs_pending).transaction(|(runs, idx)| {
+            let Some(bytes) = runs.get(key)? else {
+                return Ok(None);
+            };
+            let mut run: RunRecord =
+                decode(key, &bytes).map_err(ConflictableTransactionError::Abort)?;
+            if !(change.borrow_mut())(&mut run) {
+                return Ok(Some(run));
+            }
+            let value = encode(&run).map_err(ConflictableTransactionError::Abort)?;
+            runs.insert(key, value)?;
+            let pkey = pending_key(&run);
+            if run.status.is_pending() {
+                idx.insert(pkey, &[][..])?;
+            } else {
+                idx.remove(pkey)?;
+            }
+            Ok(Some(run))
+        }))
+    }
+
+    fn run(&self, run_id: &str) -> StoreResult<Option<RunRecord>> {
+        let key = run_id.as_bytes();
+        self.runs
+            .get(key)
+            .map_err(backend)?
+            .map(|v| decode(key, &v))
+            .transpose()
+    }
+
+    fn runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>> {
+        let mut out = Vec::new();
+        for item in self.runs.iter().rev() {
+            if filter.limit.is_some_and(|l| out.len() >= l) {
+                break;
+            }
+            let (k, v) = item.map_err(backend)?;
+            let run: RunRecord = decode(&k, &v)?;
+            if filter.tenant.as_ref().is_none_or(|t| *t == run.tenant)
+                && filter.agent.as_ref().is_none_or(|a| *a == run.agent)
+            {
+                out.push(run);
+            }
+        }
+        Ok(out)
+    }
+
+    fn pending_runs(&self, agent: Option<&AgentId>) -> StoreResult<Vec<RunRecord>> {
+        let prefix = agent.map(|a| format!("{a}/")).unwrap_or_default();
+        let mut out = Vec::new();
+        for item in self.runs_pending.scan_prefix(prefix.as_bytes()) {
+            let (k, _) = item.map_err(backend)?;
+            let text = String::from_utf8_lossy(&k).into_owned();
+            let Some((_, run_id)) = text.split_once('/') else {
+                return Err(StoreError::Corrupt {
+                    key: text,
+                    reason: "bad pending-run key".into(),
+                });
+            };
+            // A stale index entry (run deleted) is skipped rather than fatal.
+            if let Some(run) = self.run(run_id)?
+                && run.status.is_pending()
+            {
+                out.push(run);
+            }
+        }
+        out.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+        Ok(out)
+    }
+
+    fn prune_runs(&self, before_ms: u64) -> StoreResult<usize> {
+        let mut removed = 0;
+        for item in self.runs.iter() {
+            let (k, v) = item.map_err(backend)?;
+            let run: RunRecord = decode(&k, &v)?;
+            if run.scheduled_ms >= before_ms {
+                // Ids sort by due time: everything after this is newer.
+                break;
+            }
+            if !run.status.is_pending() {
+                self.runs.remove(&k).map_err(backend)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn schedule_cursor(&self, tenant: &TenantId, job_id: &str) -> StoreResult<Option<u64>> {
+        let key = cursor_key(tenant, job_id);
+        match self.schedule_cursors.get(&key).map_err(backend)? {
+            None => Ok(None),
+            Some(v) => <[u8; 8]>::try_from(v.as_ref())
+                .map(|b| Some(u64::from_be_bytes(b)))
+                .map_err(|_| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                    reason: "schedule cursor must be 8 bytes".into(),
+                }),
+        }
+    }
+
+    fn set_schedule_cursor(&self, tenant: &TenantId, job_id: &str, at_ms: u64) -> StoreResult<()> {
+        self.schedule_cursors
+            .insert(cursor_key(tenant, job_id), &at_ms.to_be_bytes())
+            .map_err(backend)?;
+        Ok(())
     }
 }
 
