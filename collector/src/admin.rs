@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use crate::findings::FindingError;
+use crate::findings::pipeline::Pipeline;
+use crate::findings::requests::FindingsRequest;
 use crate::pki::{Pki, PkiError};
 use crate::scheduler::{ScheduleSummary, Schedules};
 use crate::store::{
@@ -35,6 +38,9 @@ pub enum AdminError {
     /// The running collector refused the request.
     #[error("{0}")]
     Refused(String),
+    /// A findings, change, posture or search operation failed.
+    #[error(transparent)]
+    Findings(#[from] FindingError),
 }
 
 /// SHA-256 of an enrolment token: only this is stored.
@@ -119,6 +125,8 @@ pub enum AdminRequest {
         /// Only this tenant's schedules.
         tenant: Option<TenantId>,
     },
+    /// Findings search, suppression, change events, baselines, posture and the index.
+    Findings(FindingsRequest),
 }
 
 /// Connections of agents currently online, so revocation can cut them at once.
@@ -169,6 +177,7 @@ pub struct Admin {
     default_ttl: Duration,
     live: Option<Arc<LiveAgents>>,
     schedules: Option<(Arc<Schedules>, Arc<dyn Clock>)>,
+    findings: Option<Arc<Pipeline>>,
 }
 
 impl Admin {
@@ -185,7 +194,14 @@ impl Admin {
             default_ttl,
             live,
             schedules: None,
+            findings: None,
         }
+    }
+
+    /// Adds the findings pipeline for `Findings` requests.
+    pub fn with_findings(mut self, findings: Arc<Pipeline>) -> Self {
+        self.findings = Some(findings);
+        self
     }
 
     /// Adds the schedule table, read as of `clock`, for `ListSchedules`.
@@ -311,6 +327,12 @@ impl Admin {
             AdminRequest::ListSchedules { tenant } => {
                 json(serde_json::to_value(self.list_schedules(tenant.as_ref())?))
             }
+            AdminRequest::Findings(req) => match &self.findings {
+                Some(f) => Ok(f.handle(&req)?),
+                None => Err(AdminError::Refused(
+                    "the findings pipeline is not available".into(),
+                )),
+            },
         }
     }
 }

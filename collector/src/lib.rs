@@ -4,10 +4,12 @@
 pub mod admin;
 pub mod admin_socket;
 pub mod config;
+pub mod findings;
 pub mod metrics;
 pub mod pki;
 pub mod schedule;
 pub mod scheduler;
+pub mod search;
 pub mod server;
 pub mod session;
 pub mod store;

@@ -30,6 +30,24 @@ pub struct Metrics {
     pub records_stored: AtomicU64,
     /// Acks sent.
     pub acks_sent: AtomicU64,
+    /// Batches applied by the findings pipeline.
+    pub findings_batches_processed: AtomicU64,
+    /// Records evaluated against the rules.
+    pub findings_records_evaluated: AtomicU64,
+    /// Findings seen for the first time.
+    pub findings_new: AtomicU64,
+    /// Findings resolved.
+    pub findings_resolved: AtomicU64,
+    /// Findings reopened.
+    pub findings_reopened: AtomicU64,
+    /// Change events recorded.
+    pub change_events: AtomicU64,
+    /// Search documents committed to the index.
+    pub index_docs_committed: AtomicU64,
+    /// Pipeline failures (skipped batches, failed passes).
+    pub findings_errors: AtomicU64,
+    /// Stored batches not yet processed (gauge).
+    pub findings_lag_batches: AtomicU64,
     /// Scheduled runs sent to agents (resends after a reconnect included).
     pub runs_dispatched: AtomicU64,
     /// Scheduled runs the agents reported as succeeded.
@@ -68,6 +86,15 @@ impl Metrics {
             ("vigil_batches_rejected_total", "counter", "Batches refused.", get(&self.batches_rejected)),
             ("vigil_records_stored_total", "counter", "Result records durably stored since start.", get(&self.records_stored)),
             ("vigil_acks_sent_total", "counter", "Acks sent to agents.", get(&self.acks_sent)),
+            ("vigil_findings_batches_processed_total", "counter", "Batches applied by the findings pipeline.", get(&self.findings_batches_processed)),
+            ("vigil_findings_records_evaluated_total", "counter", "Records evaluated against the rules.", get(&self.findings_records_evaluated)),
+            ("vigil_findings_new_total", "counter", "Findings seen for the first time.", get(&self.findings_new)),
+            ("vigil_findings_resolved_total", "counter", "Findings resolved.", get(&self.findings_resolved)),
+            ("vigil_findings_reopened_total", "counter", "Findings reopened.", get(&self.findings_reopened)),
+            ("vigil_change_events_total", "counter", "Change events recorded.", get(&self.change_events)),
+            ("vigil_index_docs_committed_total", "counter", "Search documents committed.", get(&self.index_docs_committed)),
+            ("vigil_findings_errors_total", "counter", "Findings pipeline failures.", get(&self.findings_errors)),
+            ("vigil_findings_lag_batches", "gauge", "Stored batches not yet processed by the findings pipeline.", get(&self.findings_lag_batches)),
             ("vigil_runs_dispatched_total", "counter", "Scheduled scan runs sent to agents.", get(&self.runs_dispatched)),
             ("vigil_runs_succeeded_total", "counter", "Scheduled scan runs that succeeded.", get(&self.runs_succeeded)),
             ("vigil_runs_failed_total", "counter", "Scheduled scan runs that failed or timed out.", get(&self.runs_failed)),

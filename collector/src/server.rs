@@ -9,6 +9,8 @@ use thiserror::Error;
 use crate::admin::{Admin, LiveAgents};
 use crate::admin_socket;
 use crate::config::Settings;
+use crate::findings::FindingError;
+use crate::findings::pipeline::{Pipeline, PipelineOptions};
 use crate::metrics::Metrics;
 use crate::pki::{Pki, PkiError};
 use crate::scheduler::Scheduler;
@@ -29,6 +31,9 @@ pub enum StartError {
     /// TLS configuration failed.
     #[error("TLS configuration: {0}")]
     Tls(String),
+    /// The findings pipeline (rules, findings state, search index) could not start.
+    #[error(transparent)]
+    Findings(#[from] FindingError),
     /// A socket could not be bound.
     #[error("{what} {addr}: {source}")]
     Bind {
@@ -52,6 +57,10 @@ pub struct Shared {
     pub live: Arc<LiveAgents>,
     /// Collector-driven scan runs.
     pub scheduler: Arc<Scheduler>,
+    /// Findings pipeline: rule evaluation, change detection, search.
+    pub findings: Arc<Pipeline>,
+    /// Wakes the findings pipeline after a batch is stored.
+    pub findings_notify: Arc<tokio::sync::Notify>,
 }
 
 /// A started collector; dropping it does not stop it, call [`Collector::shutdown`].
@@ -134,12 +143,22 @@ impl Collector {
             metrics.clone(),
             clock,
         ));
+        let rules = rules::RuleSet::builtin().map_err(|e| FindingError::Rules(e.to_string()))?;
+        let findings = Arc::new(Pipeline::open(
+            &settings.raw.data_dir,
+            store.clone(),
+            Arc::new(rules),
+            metrics.clone(),
+            PipelineOptions::default(),
+        )?);
         let shared = Arc::new(Shared {
             store,
             pki,
             metrics,
             live: Arc::new(LiveAgents::default()),
             scheduler,
+            findings,
+            findings_notify: Arc::new(tokio::sync::Notify::new()),
             settings,
         });
         let listen = shared.settings.raw.listen;
@@ -178,6 +197,13 @@ impl Collector {
         tasks.push(tokio::spawn(
             shared.scheduler.clone().run(std::time::Duration::from_secs(1)),
         ));
+        // Findings are derived off the ack path, woken after each stored batch.
+        tasks.push(
+            shared
+                .findings
+                .clone()
+                .spawn(shared.findings_notify.clone()),
+        );
         let sock = admin_socket::socket_path(&shared.settings.raw.data_dir);
         let admin = Admin::new(
             shared.store.clone(),
@@ -185,7 +211,8 @@ impl Collector {
             shared.settings.token_ttl,
             Some(shared.live.clone()),
         )
-        .with_schedules(shared.scheduler.schedules(), shared.scheduler.clock());
+        .with_schedules(shared.scheduler.schedules(), shared.scheduler.clock())
+        .with_findings(shared.findings.clone());
         tasks.push(
             admin_socket::serve(&sock, admin).map_err(|source| StartError::Bind {
                 what: "admin socket",
@@ -263,6 +290,12 @@ impl Collector {
             self.shared.scheduler.schedules(),
             self.shared.scheduler.clock(),
         )
+        .with_findings(self.shared.findings.clone())
+    }
+
+    /// The findings pipeline (search, suppression, changes, posture).
+    pub fn findings(&self) -> Arc<Pipeline> {
+        self.shared.findings.clone()
     }
 
     /// The scan scheduler (tests tick it after moving a manual clock).

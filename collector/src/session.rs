@@ -413,6 +413,8 @@ fn accept_batch(
                 .metrics
                 .records_stored
                 .fetch_add(u64::from(stored.records), std::sync::atomic::Ordering::Relaxed);
+            // Findings are derived in the background; this only wakes the pipeline.
+            shared.findings_notify.notify_one();
         }
         Ok(BatchOutcome::Duplicate) => {
             Metrics::inc(&shared.metrics.batches_duplicate);

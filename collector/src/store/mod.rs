@@ -262,4 +262,23 @@ pub trait Store: Send + Sync + 'static {
     fn schedule_cursor(&self, tenant: &TenantId, job_id: &str) -> StoreResult<Option<u64>>;
     /// Records how far a tenant's job schedule has been evaluated.
     fn set_schedule_cursor(&self, tenant: &TenantId, job_id: &str, at_ms: u64) -> StoreResult<()>;
+
+    /// At most `max` batches of one agent with sequence ≥ `from`, in order.
+    fn batches_from(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentId,
+        from: u64,
+        max: usize,
+    ) -> StoreResult<Vec<StoredBatch>> {
+        let mut all = self.batches(tenant, agent, from)?;
+        all.truncate(max);
+        Ok(all)
+    }
+
+    /// The sled database behind the store, when it is sled (the findings
+    /// pipeline keeps its own trees in it so one flush covers both).
+    fn sled_db(&self) -> Option<sled::Db> {
+        None
+    }
 }

@@ -310,6 +310,27 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn batches_from(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentId,
+        from: u64,
+        max: usize,
+    ) -> StoreResult<Vec<StoredBatch>> {
+        let start = batch_key(tenant, agent, from);
+        let end = batch_key(tenant, agent, u64::MAX);
+        let mut out = Vec::new();
+        for item in self.batches.range(start..=end).take(max) {
+            let (k, v) = item.map_err(backend)?;
+            out.push(decode_batch_value(tenant, agent, &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    fn sled_db(&self) -> Option<sled::Db> {
+        Some(self.db.clone())
+    }
+
     fn all_deliveries(&self) -> StoreResult<Vec<(TenantId, AgentId, DeliveryCounts)>> {
         let mut out = Vec::new();
         for item in self.delivery.iter() {
