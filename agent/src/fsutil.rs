@@ -7,10 +7,7 @@ use std::path::Path;
 /// Atomically replaces `path` with `data`; `private` restricts it to the owner.
 pub fn write_atomic(path: &Path, data: &[u8], private: bool) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("file");
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp"));
     {
         let mut opts = OpenOptions::new();

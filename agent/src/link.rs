@@ -16,7 +16,10 @@ pub async fn resolve(collector: &str) -> Result<(SocketAddr, String), AgentError
     let (host, _) = collector
         .rsplit_once(':')
         .ok_or_else(|| AgentError::Resolve(format!("{collector} (expected HOST:PORT)")))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let addr = tokio::net::lookup_host(collector)
         .await
         .map_err(|e| AgentError::Resolve(format!("{collector}: {e}")))?

@@ -11,7 +11,11 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "agent", version, about = "vigil agent: scans and streams signed results")]
+#[command(
+    name = "agent",
+    version,
+    about = "vigil agent: scans and streams signed results"
+)]
 struct Cli {
     /// Configuration file (TOML); built-in defaults apply when absent.
     #[arg(long, short, env = "VIGIL_AGENT_CONFIG", global = true)]
@@ -115,7 +119,17 @@ async fn main() -> Result<()> {
                 nameserver: config.nameserver()?,
                 ..ScanOptions::default()
             };
-            let uplink = Uplink::spawn(state, spool.clone(), uplink_config);
+            let mut uplink = Uplink::spawn(state, spool.clone(), uplink_config);
+            // Collector-scheduled runs; the pushed job list is followed by `run_jobs`.
+            let run_executor = uplink.take_run_requests().map(|requests| {
+                tokio::spawn(agent::runner::run_requests(
+                    requests,
+                    uplink.run_reporter(),
+                    spool.clone(),
+                    config.batch_records,
+                    opts.clone(),
+                ))
+            });
             let runner = tokio::spawn(agent::runner::run_jobs(
                 uplink.jobs.clone(),
                 spool,
@@ -137,6 +151,9 @@ async fn main() -> Result<()> {
                 _ = &mut stop => {
                     tracing::info!("stopping");
                     runner.abort();
+                    if let Some(t) = &run_executor {
+                        t.abort();
+                    }
                     stopper.stop();
                     join.await
                 }

@@ -10,9 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use protocol::{
-    AgentIdentity, BatchBody, DEFAULT_MAX_FRAME, Message, Record, SigningKey,
-};
+use protocol::{AgentIdentity, BatchBody, DEFAULT_MAX_FRAME, Message, Record, SigningKey};
 use thiserror::Error;
 use tokio::sync::watch;
 

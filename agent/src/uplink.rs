@@ -1,13 +1,19 @@
 //! The agent's connection to the collector: streams spooled batches with a
 //! bounded window, applies acks to the spool, receives jobs and renews the
 //! certificate; reconnects with jittered exponential backoff.
+//!
+//! Collector-scheduled runs arrive as `RunJob` and are handed to the run
+//! executor ([`Uplink::take_run_requests`]); its reports ([`Uplink::run_reporter`])
+//! are sent only once every batch holding the run's results is on the wire,
+//! and wait across reconnects until a write succeeds.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use protocol::{Heartbeat, JobPush, Message, RenewRequest};
+use protocol::{Heartbeat, JobPush, Message, RenewRequest, RunReport, RunRequest};
 use rand::Rng;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::error::AgentError;
 use crate::link;
@@ -62,6 +68,8 @@ pub struct Uplink {
     pub status: watch::Receiver<LinkStatus>,
     /// Number of completed certificate renewals.
     pub renewals: watch::Receiver<u64>,
+    runs: Option<mpsc::Receiver<RunRequest>>,
+    reports: mpsc::Sender<RunReport>,
     shutdown: Arc<watch::Sender<bool>>,
     task: tokio::task::JoinHandle<Result<(), AgentError>>,
 }
@@ -83,6 +91,8 @@ impl Uplink {
         let (jobs_tx, jobs) = watch::channel(None);
         let (status_tx, status) = watch::channel(LinkStatus::Disconnected);
         let (renew_tx, renewals) = watch::channel(0);
+        let (runs_tx, runs) = mpsc::channel(RUN_QUEUE);
+        let (reports, reports_rx) = mpsc::channel(RUN_QUEUE);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let ctx = Ctx {
             state: Arc::new(RwLock::new(state)),
@@ -91,6 +101,11 @@ impl Uplink {
             jobs_tx,
             status_tx,
             renew_tx,
+            runs_tx,
+            reports: Arc::new(tokio::sync::Mutex::new(ReportQueue {
+                rx: reports_rx,
+                waiting: VecDeque::new(),
+            })),
             shutdown: shutdown_rx,
         };
         let task = tokio::spawn(run(ctx));
@@ -98,9 +113,21 @@ impl Uplink {
             jobs,
             status,
             renewals,
+            runs: Some(runs),
+            reports,
             shutdown: Arc::new(shutdown),
             task,
         }
+    }
+
+    /// Run requests from the collector, for the run executor; `None` once taken.
+    pub fn take_run_requests(&mut self) -> Option<mpsc::Receiver<RunRequest>> {
+        self.runs.take()
+    }
+
+    /// Where the run executor sends its reports for the collector.
+    pub fn run_reporter(&self) -> mpsc::Sender<RunReport> {
+        self.reports.clone()
     }
 
     /// A handle that can stop the uplink while another task waits on [`Uplink::join`].
@@ -130,7 +157,20 @@ struct Ctx {
     jobs_tx: watch::Sender<Option<JobPush>>,
     status_tx: watch::Sender<LinkStatus>,
     renew_tx: watch::Sender<u64>,
+    runs_tx: mpsc::Sender<RunRequest>,
+    reports: Arc<tokio::sync::Mutex<ReportQueue>>,
     shutdown: watch::Receiver<bool>,
+}
+
+/// Run requests or reports buffered at most; the collector resends a run
+/// request that did not fit, and the executor waits for report space.
+const RUN_QUEUE: usize = 256;
+
+/// Reports not yet written, kept across connections.
+struct ReportQueue {
+    rx: mpsc::Receiver<RunReport>,
+    /// Received from the executor, waiting for their batches to be sent first.
+    waiting: VecDeque<RunReport>,
 }
 
 enum End {
@@ -227,6 +267,7 @@ async fn session(
         ctx.state.clone(),
         pending_key.clone(),
         ctx.renew_tx.clone(),
+        ctx.runs_tx.clone(),
     ));
     let result = stream(ctx, &mut send, &mut receiver, &pending_key, heartbeat).await;
     if !receiver.is_finished() {
@@ -254,6 +295,7 @@ async fn stream(
     idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut renew_tick = tokio::time::interval(ctx.config.renew_check);
     let mut shutdown = ctx.shutdown.clone();
+    let mut reports = ctx.reports.lock().await;
     loop {
         let acked = ctx.spool.acked();
         next = next.max(acked + 1);
@@ -274,10 +316,23 @@ async fn stream(
             }
             next += 1;
         }
+        // A report follows the batches holding its results on the same ordered
+        // stream, so the collector has stored them when it reads the report.
+        // It leaves the queue only once written: a failed write keeps it for
+        // the next connection.
+        while let Some(report) = reports.waiting.front() {
+            if report.last_sequence >= next {
+                break;
+            }
+            link::write(send, &Message::RunReport(report.clone())).await?;
+            reports.waiting.pop_front();
+            sent_any = true;
+        }
         if sent_any {
             idle.reset();
         }
         tokio::select! {
+            Some(report) = reports.rx.recv() => reports.waiting.push_back(report),
             _ = last_rx.changed() => {}
             _ = acked_rx.changed() => {}
             _ = idle.tick() => {
@@ -318,7 +373,10 @@ async fn maybe_renew(
     if !validity.needs_renewal(now_ms() as i64 / 1000, ctx.config.renew_fraction) {
         return Ok(());
     }
-    tracing::info!("certificate expires at {}; requesting renewal", validity.not_after);
+    tracing::info!(
+        "certificate expires at {}; requesting renewal",
+        validity.not_after
+    );
     let (key, csr_der) = crate::enroll::new_tls_key_and_csr(st.meta.agent.as_str())?;
     if let Ok(mut k) = pending_key.lock() {
         *k = Some(key.serialize_der());
@@ -333,6 +391,7 @@ async fn receive(
     state: Arc<RwLock<AgentState>>,
     pending_key: Arc<Mutex<Option<Vec<u8>>>>,
     renew_tx: watch::Sender<u64>,
+    runs_tx: mpsc::Sender<RunRequest>,
 ) -> Result<(), AgentError> {
     while let Some(msg) = reader.next().await? {
         match msg {
@@ -369,6 +428,18 @@ async fn receive(
                 tracing::info!("certificate renewed; used from the next connection");
             }
             Message::Heartbeat(_) => {}
+            Message::RunJob(req) => {
+                tracing::info!(
+                    "collector requests run {} of job {}",
+                    req.run_id,
+                    req.job.job_id
+                );
+                // Never block the receive loop (acks flow through it): a request
+                // that does not fit is dropped and resent after a reconnect.
+                if let Err(e) = runs_tx.try_send(req) {
+                    tracing::warn!("run request not queued: {e}");
+                }
+            }
             Message::Error(e) => return Err(link::refused(e)),
             other => {
                 return Err(AgentError::Unexpected(format!("{other:?}")));

@@ -53,7 +53,9 @@ async fn run(total: usize, per_batch: usize) {
     let prepared: Vec<_> = (0..batches)
         .map(|b| records(&format!("b{b}"), per_batch))
         .collect();
-    let sample = protocol::encode_value(&prepared[0][0]).expect("encode").len();
+    let sample = protocol::encode_value(&prepared[0][0])
+        .expect("encode")
+        .len();
     println!(
         "streaming {total} records ({sample} bytes each encoded) in {batches} batches of {per_batch}"
     );

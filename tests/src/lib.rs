@@ -18,8 +18,7 @@ pub fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_test_writer()
         .try_init();
@@ -204,7 +203,13 @@ impl CollectorProcess {
         let child = Command::new(workspace_bin("collector"))
             .args(["--data-dir"])
             .arg(data_dir)
-            .args(["serve", "--listen", &addr.to_string(), "--metrics-listen", ""])
+            .args([
+                "serve",
+                "--listen",
+                &addr.to_string(),
+                "--metrics-listen",
+                "",
+            ])
             .env(
                 "RUST_LOG",
                 std::env::var("VIGIL_TEST_COLLECTOR_LOG").unwrap_or_else(|_| "warn".into()),
@@ -232,7 +237,10 @@ impl CollectorProcess {
     /// Sends an admin request over the socket; `None` while it is not up.
     pub async fn admin(&self, req: &AdminRequest) -> Option<serde_json::Value> {
         let sock = collector::admin_socket::socket_path(&self.data_dir);
-        collector::admin_socket::request(&sock, req).await.ok().flatten()
+        collector::admin_socket::request(&sock, req)
+            .await
+            .ok()
+            .flatten()
     }
 
     /// SIGKILL: no shutdown code runs.

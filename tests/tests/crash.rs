@@ -31,10 +31,16 @@ async fn collector_sigkill_mid_stream_loses_and_duplicates_nothing() {
         .expect("token"),
     )
     .unwrap();
-    let state = enroll_with(addr, &token, &dir.path().join("agent")).await.unwrap();
+    let state = enroll_with(addr, &token, &dir.path().join("agent"))
+        .await
+        .unwrap();
     let spool = Arc::new(
-        Spool::open(&dir.path().join("spool"), state.identity(), state.signing_key.clone())
-            .unwrap(),
+        Spool::open(
+            &dir.path().join("spool"),
+            state.identity(),
+            state.signing_key.clone(),
+        )
+        .unwrap(),
     );
     let uplink = Uplink::spawn(
         state.clone(),
@@ -66,7 +72,10 @@ async fn collector_sigkill_mid_stream_loses_and_duplicates_nothing() {
         let threshold = round * BATCHES / 5;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while spool.acked() < threshold {
-            assert!(tokio::time::Instant::now() < deadline, "no progress before kill {round}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no progress before kill {round}"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         proc.kill();
@@ -93,7 +102,11 @@ async fn collector_sigkill_mid_stream_loses_and_duplicates_nothing() {
     let (tenant, agent) = (state.meta.tenant.clone(), state.meta.agent.clone());
     let stored = store.batches(&tenant, &agent, 0).unwrap();
     let seqs: Vec<u64> = stored.iter().map(|b| b.sequence).collect();
-    assert_eq!(seqs, (1..=BATCHES).collect::<Vec<_>>(), "every batch exactly once");
+    assert_eq!(
+        seqs,
+        (1..=BATCHES).collect::<Vec<_>>(),
+        "every batch exactly once"
+    );
     let key = state.signing_key.verifying_key();
     let mut seen = HashSet::new();
     for b in &stored {

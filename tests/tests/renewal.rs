@@ -23,7 +23,9 @@ async fn agent_renews_its_certificate_and_reconnects_with_it() {
     .validate()
     .unwrap();
     let collector = Collector::start(settings).await.unwrap();
-    let state = enroll(&collector, "acme", &dir.path().join("a")).await.unwrap();
+    let state = enroll(&collector, "acme", &dir.path().join("a"))
+        .await
+        .unwrap();
     let first = agent::cert::validity(&state.cert_der().unwrap()).unwrap();
     assert!(
         (first.not_after - first.not_before - 66).abs() <= 2,
@@ -31,8 +33,12 @@ async fn agent_renews_its_certificate_and_reconnects_with_it() {
     );
 
     let spool = Arc::new(
-        Spool::open(&dir.path().join("spool"), state.identity(), state.signing_key.clone())
-            .unwrap(),
+        Spool::open(
+            &dir.path().join("spool"),
+            state.identity(),
+            state.signing_key.clone(),
+        )
+        .unwrap(),
     );
     // A fresh certificate has 60 of 66 s left (0.91); it enters the 0.8 margin
     // after about 7 s, and the renewed one is fresh again.
@@ -51,7 +57,10 @@ async fn agent_renews_its_certificate_and_reconnects_with_it() {
         .expect("renewal within 20 s")
         .unwrap();
     let mut status = uplink.status.clone();
-    status.wait_for(|s| *s == LinkStatus::Connected).await.unwrap();
+    status
+        .wait_for(|s| *s == LinkStatus::Connected)
+        .await
+        .unwrap();
     // A renewed certificate is not renewed again straight away.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(*uplink.renewals.borrow(), 1);
@@ -70,12 +79,11 @@ async fn agent_renews_its_certificate_and_reconnects_with_it() {
     let (_, first_reply) = RawClient::as_agent(collector.local_addr(), &renewed)
         .await
         .unwrap();
-    assert!(matches!(first_reply, Message::Welcome(_)), "{first_reply:?}");
-    let record = collector
-        .store()
-        .agent(&state.meta.agent)
-        .unwrap()
-        .unwrap();
+    assert!(
+        matches!(first_reply, Message::Welcome(_)),
+        "{first_reply:?}"
+    );
+    let record = collector.store().agent(&state.meta.agent).unwrap().unwrap();
     assert_eq!(record.cert_not_after_ms / 1000, second.not_after as u64);
     assert_eq!(
         collector

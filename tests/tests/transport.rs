@@ -46,11 +46,17 @@ async fn good_agent_is_accepted_and_its_batches_stored() {
     init();
     let dir = tempfile::tempdir().unwrap();
     let collector = start_collector(&dir.path().join("c")).await;
-    let state = enroll(&collector, "acme", &dir.path().join("a")).await.unwrap();
+    let state = enroll(&collector, "acme", &dir.path().join("a"))
+        .await
+        .unwrap();
     assert_eq!(state.meta.tenant.as_str(), "acme");
     let spool = Arc::new(
-        Spool::open(&dir.path().join("spool"), state.identity(), state.signing_key.clone())
-            .unwrap(),
+        Spool::open(
+            &dir.path().join("spool"),
+            state.identity(),
+            state.signing_key.clone(),
+        )
+        .unwrap(),
     );
     for i in 0..5 {
         spool.append(records(&format!("batch{i}"), 100)).unwrap();
@@ -63,9 +69,13 @@ async fn good_agent_is_accepted_and_its_batches_stored() {
     uplink.stop().await.unwrap();
 
     let store = collector.store();
-    let d = store.delivery(&state.meta.tenant, &state.meta.agent).unwrap();
+    let d = store
+        .delivery(&state.meta.tenant, &state.meta.agent)
+        .unwrap();
     assert_eq!((d.last_sequence, d.batches, d.records), (6, 6, 510));
-    let stored = store.batches(&state.meta.tenant, &state.meta.agent, 0).unwrap();
+    let stored = store
+        .batches(&state.meta.tenant, &state.meta.agent, 0)
+        .unwrap();
     let key = state.signing_key.verifying_key();
     let body = SignedBatch {
         body: stored[0].body.clone(),
@@ -85,8 +95,12 @@ async fn certificate_from_another_tenants_ca_is_refused() {
     init();
     let dir = tempfile::tempdir().unwrap();
     let collector = start_collector(&dir.path().join("c")).await;
-    let acme = enroll(&collector, "acme", &dir.path().join("acme")).await.unwrap();
-    let globex = enroll(&collector, "globex", &dir.path().join("globex")).await.unwrap();
+    let acme = enroll(&collector, "acme", &dir.path().join("acme"))
+        .await
+        .unwrap();
+    let globex = enroll(&collector, "globex", &dir.path().join("globex"))
+        .await
+        .unwrap();
 
     // A certificate signed by globex's CA that claims to be acme's agent.
     let globex_ca = collector
@@ -133,10 +147,18 @@ async fn certificate_from_another_tenants_ca_is_refused() {
 
     // Both genuine agents are accepted, each under its own tenant.
     for state in [&acme, &globex] {
-        let (_, first) = RawClient::as_agent(collector.local_addr(), state).await.unwrap();
+        let (_, first) = RawClient::as_agent(collector.local_addr(), state)
+            .await
+            .unwrap();
         assert!(matches!(first, Message::Welcome(_)), "{first:?}");
     }
-    assert!(collector.metrics().handshakes_failed.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+    assert!(
+        collector
+            .metrics()
+            .handshakes_failed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2
+    );
     collector.shutdown().await;
 }
 
@@ -145,9 +167,13 @@ async fn connection_without_certificate_cannot_send_results() {
     init();
     let dir = tempfile::tempdir().unwrap();
     let collector = start_collector(&dir.path().join("c")).await;
-    let state = enroll(&collector, "acme", &dir.path().join("a")).await.unwrap();
+    let state = enroll(&collector, "acme", &dir.path().join("a"))
+        .await
+        .unwrap();
     let config = agent::tls::client_config(&state.server_ca_der().unwrap(), None).unwrap();
-    let (mut client, first) = RawClient::connect(collector.local_addr(), config).await.unwrap();
+    let (mut client, first) = RawClient::connect(collector.local_addr(), config)
+        .await
+        .unwrap();
     assert!(matches!(first, Message::Welcome(_)));
     // A perfectly signed batch still needs the certificate to go with it.
     client
@@ -171,10 +197,14 @@ async fn forged_signature_and_foreign_identity_are_refused() {
     init();
     let dir = tempfile::tempdir().unwrap();
     let collector = start_collector(&dir.path().join("c")).await;
-    let state = enroll(&collector, "acme", &dir.path().join("a")).await.unwrap();
+    let state = enroll(&collector, "acme", &dir.path().join("a"))
+        .await
+        .unwrap();
     let store = collector.store();
 
-    let (mut client, _) = RawClient::as_agent(collector.local_addr(), &state).await.unwrap();
+    let (mut client, _) = RawClient::as_agent(collector.local_addr(), &state)
+        .await
+        .unwrap();
     let forger = SigningKey::from_bytes(&[42; 32]);
     client
         .send(&Message::Batch(batch(&state, &forger, 1, 3)))
@@ -186,7 +216,9 @@ async fn forged_signature_and_foreign_identity_are_refused() {
     }
 
     // Tampering with a correctly signed body breaks the signature too.
-    let (mut client, _) = RawClient::as_agent(collector.local_addr(), &state).await.unwrap();
+    let (mut client, _) = RawClient::as_agent(collector.local_addr(), &state)
+        .await
+        .unwrap();
     let mut tampered = batch(&state, &state.signing_key, 1, 3);
     let n = tampered.body.len();
     tampered.body[n - 1] ^= 1;
@@ -197,7 +229,9 @@ async fn forged_signature_and_foreign_identity_are_refused() {
     }
 
     // Our own key, but claiming another agent of the tenant.
-    let (mut client, _) = RawClient::as_agent(collector.local_addr(), &state).await.unwrap();
+    let (mut client, _) = RawClient::as_agent(collector.local_addr(), &state)
+        .await
+        .unwrap();
     let mut other = state.clone();
     other.meta.agent = AgentId::new("ag-someone-else").unwrap();
     client
@@ -208,7 +242,9 @@ async fn forged_signature_and_foreign_identity_are_refused() {
         Some(Message::Error(e)) => assert_eq!(e.code, ErrorCode::IdentityMismatch),
         other => panic!("expected refusal, got {other:?}"),
     }
-    let d = store.delivery(&state.meta.tenant, &state.meta.agent).unwrap();
+    let d = store
+        .delivery(&state.meta.tenant, &state.meta.agent)
+        .unwrap();
     assert_eq!(d.batches, 0, "nothing refused may be stored");
     assert_eq!(
         collector
@@ -225,11 +261,15 @@ async fn replayed_batches_are_acknowledged_but_stored_once() {
     init();
     let dir = tempfile::tempdir().unwrap();
     let collector = start_collector(&dir.path().join("c")).await;
-    let state = enroll(&collector, "acme", &dir.path().join("a")).await.unwrap();
+    let state = enroll(&collector, "acme", &dir.path().join("a"))
+        .await
+        .unwrap();
     let b1 = batch(&state, &state.signing_key, 1, 4);
     let b2 = batch(&state, &state.signing_key, 2, 4);
 
-    let (mut client, _) = RawClient::as_agent(collector.local_addr(), &state).await.unwrap();
+    let (mut client, _) = RawClient::as_agent(collector.local_addr(), &state)
+        .await
+        .unwrap();
     for b in [&b1, &b2, &b1] {
         client.send(&Message::Batch(b.clone())).await.unwrap();
     }
@@ -243,7 +283,9 @@ async fn replayed_batches_are_acknowledged_but_stored_once() {
     drop(client);
     // A replay on a new connection (an attacker who captured the frame, or an
     // agent that lost an ack) is acknowledged and dropped.
-    let (mut client, first) = RawClient::as_agent(collector.local_addr(), &state).await.unwrap();
+    let (mut client, first) = RawClient::as_agent(collector.local_addr(), &state)
+        .await
+        .unwrap();
     match first {
         Message::Welcome(w) => assert_eq!(w.last_acked, 2),
         other => panic!("{other:?}"),
@@ -254,10 +296,15 @@ async fn replayed_batches_are_acknowledged_but_stored_once() {
         other => panic!("expected ack, got {other:?}"),
     }
     let store = collector.store();
-    let d = store.delivery(&state.meta.tenant, &state.meta.agent).unwrap();
+    let d = store
+        .delivery(&state.meta.tenant, &state.meta.agent)
+        .unwrap();
     assert_eq!((d.batches, d.records), (2, 8));
     assert_eq!(
-        store.batches(&state.meta.tenant, &state.meta.agent, 0).unwrap().len(),
+        store
+            .batches(&state.meta.tenant, &state.meta.agent, 0)
+            .unwrap()
+            .len(),
         2
     );
     assert_eq!(
@@ -275,10 +322,16 @@ async fn revoked_agent_is_disconnected_and_refused() {
     init();
     let dir = tempfile::tempdir().unwrap();
     let collector = start_collector(&dir.path().join("c")).await;
-    let state = enroll(&collector, "acme", &dir.path().join("a")).await.unwrap();
+    let state = enroll(&collector, "acme", &dir.path().join("a"))
+        .await
+        .unwrap();
     let spool = Arc::new(
-        Spool::open(&dir.path().join("spool"), state.identity(), state.signing_key.clone())
-            .unwrap(),
+        Spool::open(
+            &dir.path().join("spool"),
+            state.identity(),
+            state.signing_key.clone(),
+        )
+        .unwrap(),
     );
     let uplink = Uplink::spawn(state.clone(), spool.clone(), fast_uplink());
     let mut status = uplink.status.clone();
@@ -337,7 +390,10 @@ async fn tokens_are_single_use_and_pin_the_collector() {
     );
     let expired = collector
         .admin()
-        .create_token(&TenantId::new("acme").unwrap(), Some(Duration::from_millis(1)))
+        .create_token(
+            &TenantId::new("acme").unwrap(),
+            Some(Duration::from_millis(1)),
+        )
         .unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(
