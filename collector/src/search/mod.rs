@@ -757,3 +757,194 @@ pub fn severity_rank(s: &str) -> Option<u64> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::findings::{FindingState, Suppression, SuppressionKind};
+    use rules::{Mapping, Severity};
+
+    const NOW: u64 = 1_800_000_000_000;
+
+    fn finding(tenant: &str, id: &str, rule: &str, severity: Severity, port: u16) -> FindingRecord {
+        FindingRecord {
+            id: id.into(),
+            tenant: tenant.into(),
+            asset: format!("host-{port}.example"),
+            rule_id: rule.into(),
+            title: format!("Title of {rule}"),
+            severity,
+            check: "port".into(),
+            job_id: "nightly".into(),
+            location: format!("10.0.0.1:{port}"),
+            evidence: "banner=secretword".into(),
+            remediation: "fix".into(),
+            mappings: vec![Mapping {
+                framework: "iso27001".into(),
+                control: "A.8.24".into(),
+                title: "Use of cryptography".into(),
+            }],
+            state: FindingState::Open,
+            first_seen_ms: NOW - 10 * DAY_MS as u64,
+            last_seen_ms: NOW - DAY_MS as u64,
+            resolved_ms: None,
+            reopened: 0,
+            port: Some(port),
+            not_after_ms: Some(NOW as i64 + 5 * DAY_MS),
+            suppression: None,
+            history: Vec::new(),
+        }
+    }
+
+    fn index() -> SearchIndex {
+        let ix = SearchIndex::in_ram().unwrap();
+        let mut supp = finding(
+            "acme",
+            "a3",
+            "tls.cert.expiring-soon",
+            Severity::Medium,
+            443,
+        );
+        supp.suppression = Some(Suppression {
+            kind: SuppressionKind::AcceptedRisk,
+            reason: "r".into(),
+            owner: "o".into(),
+            created_ms: 0,
+            expires_ms: Some(NOW + 1000),
+        });
+        ix.upsert(&[
+            IndexDoc::Finding(Box::new(finding(
+                "acme",
+                "a1",
+                "ports.rdp.exposed",
+                Severity::High,
+                3389,
+            ))),
+            IndexDoc::Finding(Box::new(finding(
+                "acme",
+                "a2",
+                "ports.telnet.open",
+                Severity::Critical,
+                23,
+            ))),
+            IndexDoc::Finding(Box::new(supp)),
+            IndexDoc::Finding(Box::new(finding(
+                "globex",
+                "g1",
+                "ports.rdp.exposed",
+                Severity::High,
+                3389,
+            ))),
+        ])
+        .unwrap();
+        ix.commit().unwrap();
+        ix
+    }
+
+    fn ids(ix: &SearchIndex, tenant: &str, q: &str) -> Vec<String> {
+        let mut v: Vec<String> = ix
+            .search(tenant, q, 100, true, NOW)
+            .unwrap()
+            .hits
+            .into_iter()
+            .map(|h| h.doc["id"].as_str().unwrap_or_default().to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn fields_ranges_globs_and_sorting() {
+        let ix = index();
+        assert_eq!(ids(&ix, "acme", ""), ["a1", "a2", "a3"]);
+        assert_eq!(ids(&ix, "acme", "severity:high port:3389"), ["a1"]);
+        assert_eq!(ids(&ix, "acme", "severity:>=high"), ["a1", "a2"]);
+        assert_eq!(ids(&ix, "acme", "rule:ports.*"), ["a1", "a2"]);
+        assert_eq!(ids(&ix, "acme", "rule:tls.* suppressed:true"), ["a3"]);
+        assert_eq!(ids(&ix, "acme", "suppressed:false"), ["a1", "a2"]);
+        assert_eq!(ids(&ix, "acme", "port:[1 TO 1024]"), ["a2", "a3"]);
+        assert_eq!(ids(&ix, "acme", "days_left:<14"), ["a1", "a2", "a3"]);
+        assert!(ids(&ix, "acme", "days_left:<3").is_empty());
+        assert_eq!(
+            ids(
+                &ix,
+                "acme",
+                "seen:>now-7d framework:iso27001 control:\"A.8.24\""
+            ),
+            ["a1", "a2", "a3"]
+        );
+        assert!(ids(&ix, "acme", "seen:<now-7d").is_empty());
+        assert_eq!(ids(&ix, "acme", "secretword -port:23"), ["a1", "a3"]);
+        assert_eq!(
+            ids(&ix, "acme", "(port:23 OR port:443) -state:resolved"),
+            ["a2", "a3"]
+        );
+        let r = ix.search("acme", "sort:-severity", 2, true, NOW).unwrap();
+        assert_eq!(r.total, 3);
+        assert_eq!(r.hits[0].doc["id"], "a2");
+        assert_eq!(r.facets["severity"].iter().map(|(_, n)| n).sum::<u64>(), 3);
+        assert_eq!(
+            r.facets["control"],
+            vec![("iso27001:A.8.24".to_string(), 3)]
+        );
+        // Upserting replaces rather than duplicates.
+        let mut moved = finding("acme", "a1", "ports.rdp.exposed", Severity::High, 3390);
+        moved.state = FindingState::Resolved;
+        ix.upsert(&[IndexDoc::Finding(Box::new(moved))]).unwrap();
+        ix.commit().unwrap();
+        assert_eq!(ids(&ix, "acme", "state:resolved port:3390"), ["a1"]);
+        assert_eq!(ix.search("acme", "", 10, false, NOW).unwrap().total, 3);
+    }
+
+    #[test]
+    fn no_query_reaches_another_tenant() {
+        let ix = index();
+        assert_eq!(ids(&ix, "globex", "port:3389"), ["g1"]);
+        for q in [
+            "tenant:acme",
+            "tenant:acme OR port:23",
+            "port:23",
+            "acme",
+            "a2",
+            "id:a2",
+            "(port:23 OR -port:23)",
+            "-port:1",
+            "\"secretword\"",
+            "*",
+            "rule:*",
+            "asset:*",
+        ] {
+            let hits = ix.search("globex", q, 100, true, NOW).map(|r| {
+                r.hits
+                    .into_iter()
+                    .map(|h| h.doc["tenant"].as_str().unwrap_or_default().to_string())
+                    .collect::<Vec<_>>()
+            });
+            if let Ok(tenants) = hits {
+                assert!(
+                    tenants.iter().all(|t| t == "globex"),
+                    "{q:?} leaked {tenants:?}"
+                );
+            }
+        }
+        assert!(
+            ix.search("nobody", "", 100, true, NOW)
+                .unwrap()
+                .hits
+                .is_empty()
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        #[test]
+        fn search_never_panics(
+            q in r#"([a-z_]{0,10}:?|[()\[\]{}<>=\-*?"\\ .]|TO|OR|NOT|now-7d|[0-9]{1,6}|é|severity|port|days_left|seen){0,24}"#
+        ) {
+            let ix = index();
+            if let Ok(r) = ix.search("acme", &q, 10, true, NOW) {
+                proptest::prop_assert!(r.hits.iter().all(|h| h.doc["tenant"] == "acme"));
+            }
+        }
+    }
+}
