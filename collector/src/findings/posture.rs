@@ -77,6 +77,8 @@ pub struct PostureSnapshot {
     pub not_assessed: u32,
     /// Ids of the failing controls.
     pub failing: Vec<String>,
+    /// Active findings mapped to the framework's controls (a finding counts once per control).
+    pub active_findings: u64,
 }
 
 impl Posture {
@@ -92,6 +94,7 @@ impl Posture {
                 .filter(|c| c.status == ControlStatus::Fail)
                 .map(|c| c.control.clone())
                 .collect(),
+            active_findings: self.controls.iter().map(|c| c.active_findings).sum(),
         }
     }
 }
@@ -250,8 +253,19 @@ pub fn record_history(
         let snap = p.snapshot();
         let last = history(fs, tenant, &fw.key, 1)?.into_iter().next();
         let same = last.is_some_and(|l| {
-            (l.pass, l.fail, l.not_assessed, &l.failing)
-                == (snap.pass, snap.fail, snap.not_assessed, &snap.failing)
+            (
+                l.pass,
+                l.fail,
+                l.not_assessed,
+                &l.failing,
+                l.active_findings,
+            ) == (
+                snap.pass,
+                snap.fail,
+                snap.not_assessed,
+                &snap.failing,
+                snap.active_findings,
+            )
         });
         if !same {
             let mut key = history_prefix(tenant, &fw.key);
