@@ -211,8 +211,7 @@ impl CollectorConfig {
                     .map_err(|e| invalid("metrics_listen", format!("{s:?}: {e}")))?,
             ),
         };
-        let agent_cert_lifetime =
-            parse_duration("agent_cert_lifetime", &self.agent_cert_lifetime)?;
+        let agent_cert_lifetime = parse_duration("agent_cert_lifetime", &self.agent_cert_lifetime)?;
         if agent_cert_lifetime < Duration::from_secs(60) {
             return Err(invalid("agent_cert_lifetime", "must be at least 1m"));
         }
@@ -290,7 +289,10 @@ impl TenantConfig {
         let mut scheduled = Vec::new();
         for job in &self.jobs {
             if !seen.insert(job.id.clone()) {
-                return Err(invalid(key("jobs"), format!("duplicate job id {:?}", job.id)));
+                return Err(invalid(
+                    key("jobs"),
+                    format!("duplicate job id {:?}", job.id),
+                ));
             }
             if job.targets.is_empty() || job.checks.is_empty() {
                 return Err(invalid(
@@ -370,6 +372,103 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/collector.toml");
         let s = CollectorConfig::load(&path).unwrap().validate().unwrap();
         assert!(!s.jobs.is_empty());
+        // The example documents collector-scheduled jobs too.
+        assert!(
+            s.schedules
+                .values()
+                .flatten()
+                .any(|j| j.schedule.windows().len() == 2)
+        );
+    }
+
+    fn job_error(extra: &str) -> String {
+        let text = format!(
+            r#"
+            [tenants.acme.scope]
+            cidrs = ["10.0.0.0/24"]
+            ports = "1-1024"
+            [[tenants.acme.jobs]]
+            id = "nightly"
+            targets = ["10.0.0.1"]
+            checks = ["ports"]
+            {extra}
+            "#
+        );
+        let c: CollectorConfig = toml::from_str(&text).unwrap();
+        c.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn scheduled_jobs_are_kept_out_of_the_push() {
+        let c: CollectorConfig = toml::from_str(
+            r#"
+            [tenants.acme.scope]
+            cidrs = ["10.0.0.0/24"]
+            ports = "1-1024"
+            [[tenants.acme.jobs]]
+            id = "agent-timed"
+            targets = ["10.0.0.1"]
+            checks = ["ports"]
+            every = "10m"
+            [[tenants.acme.jobs]]
+            id = "nightly"
+            targets = ["10.0.0.2"]
+            checks = ["tls"]
+            schedule = "0 0 2 * * *"
+            windows = ["Mon-Fri 22:00-06:00", "Sat-Sun 00:00-24:00"]
+            timezone = "+02:00"
+            "#,
+        )
+        .unwrap();
+        let s = c.validate().unwrap();
+        let acme = TenantId::new("acme").unwrap();
+        let pushed: Vec<&str> = s.jobs[&acme]
+            .jobs
+            .iter()
+            .map(|j| j.job_id.as_str())
+            .collect();
+        assert_eq!(pushed, ["agent-timed"]);
+        let scheduled = &s.schedules[&acme];
+        assert_eq!(scheduled.len(), 1);
+        assert_eq!(scheduled[0].spec.job_id, "nightly");
+        assert_eq!(scheduled[0].spec.every_secs, None);
+        assert_eq!(scheduled[0].schedule.offset().local_minus_utc(), 7200);
+        assert_eq!(scheduled[0].schedule.windows().len(), 2);
+        assert_eq!(s.run_timeout, Duration::from_secs(6 * 3600));
+    }
+
+    #[test]
+    fn bad_schedule_settings_name_the_setting() {
+        let e = job_error(r#"schedule = "0 */6 * * *""#);
+        assert!(
+            e.contains("tenants.acme.jobs.nightly.schedule") && e.contains("seconds field first"),
+            "{e}"
+        );
+        let e = job_error("schedule = \"@daily\"\nevery = \"1h\"");
+        assert!(
+            e.contains("tenants.acme.jobs.nightly.every") && e.contains("not both"),
+            "{e}"
+        );
+        let e = job_error("schedule = \"@daily\"\nwindows = [\"Mon-Fri 22:00\"]");
+        assert!(e.contains("tenants.acme.jobs.nightly.windows"), "{e}");
+        let e = job_error("schedule = \"@daily\"\ntimezone = \"Europe/Berlin\"");
+        assert!(
+            e.contains("tenants.acme.jobs.nightly.timezone") && e.contains("UTC offset"),
+            "{e}"
+        );
+        let e = job_error(r#"windows = ["Mon 01:00-02:00"]"#);
+        assert!(
+            e.contains("tenants.acme.jobs.nightly.windows") && e.contains("add a `schedule`"),
+            "{e}"
+        );
+        let mut c = CollectorConfig::default();
+        c.run_timeout = "0s".into();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("run_timeout")
+        );
     }
 
     #[test]

@@ -598,3 +598,245 @@ impl Scheduler {
         Ok(updated)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CollectorConfig, JobConfig, ScopeConfig, TenantConfig};
+    use crate::store::{AgentRecord, RunFilter, SledStore};
+    use crate::time::ManualClock;
+    use protocol::CheckKind;
+
+    /// Monday 2030-01-07 00:00:00 UTC.
+    const MONDAY_MS: u64 = 1_893_974_400_000;
+    const HOUR: u64 = 3_600_000;
+
+    struct Fixture {
+        scheduler: Scheduler,
+        store: Arc<dyn Store>,
+        clock: Arc<ManualClock>,
+        metrics: Arc<Metrics>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn fixture(agents: &[(&str, bool)]) -> Fixture {
+        let mut tenants = BTreeMap::new();
+        tenants.insert(
+            "acme".to_string(),
+            TenantConfig {
+                scope: ScopeConfig {
+                    cidrs: vec!["10.0.0.0/24".into()],
+                    hostnames: vec![],
+                    ports: "443".into(),
+                },
+                jobs: vec![JobConfig {
+                    id: "hourly".into(),
+                    targets: vec!["10.0.0.1".into()],
+                    ports: None,
+                    checks: vec![CheckKind::Tls],
+                    every: None,
+                    schedule: Some("0 0 * * * *".into()),
+                    windows: vec![],
+                    timezone: None,
+                }],
+            },
+        );
+        let settings = CollectorConfig {
+            run_timeout: "1h".into(),
+            tenants,
+            ..CollectorConfig::default()
+        }
+        .validate()
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
+        for (name, revoked) in agents {
+            store
+                .put_agent(&AgentRecord {
+                    tenant: TenantId::new("acme").unwrap(),
+                    agent: AgentId::new(*name).unwrap(),
+                    hostname: "h".into(),
+                    signing_key: [0; 32],
+                    enrolled_ms: 0,
+                    cert_not_after_ms: u64::MAX,
+                    revoked_ms: revoked.then_some(1),
+                    last_seen_ms: 0,
+                })
+                .unwrap();
+        }
+        let clock = Arc::new(ManualClock::new(MONDAY_MS + HOUR / 2));
+        let metrics = Arc::new(Metrics::default());
+        let scheduler = Scheduler::new(&settings, store.clone(), metrics.clone(), clock.clone());
+        scheduler.tick().unwrap();
+        Fixture {
+            scheduler,
+            store,
+            clock,
+            metrics,
+            _dir: dir,
+        }
+    }
+
+    fn identity(agent: &str) -> AgentIdentity {
+        AgentIdentity {
+            tenant: TenantId::new("acme").unwrap(),
+            agent: AgentId::new(agent).unwrap(),
+        }
+    }
+
+    fn drain(rx: &mut mpsc::Receiver<Message>) -> Vec<RunRequest> {
+        let mut out = Vec::new();
+        while let Ok(m) = rx.try_recv() {
+            if let Message::RunJob(r) = m {
+                out.push(r);
+            }
+        }
+        out
+    }
+
+    fn report(run_id: &str, outcome: RunOutcome) -> RunReport {
+        RunReport {
+            run_id: run_id.into(),
+            job_id: "hourly".into(),
+            outcome,
+            started_ms: 10,
+            finished_ms: 25,
+            records: 7,
+            batches: 1,
+            last_sequence: 3,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn fire_times_missed_by_the_collector_collapse_and_revoked_agents_get_none() {
+        let f = fixture(&[("ag-1", false), ("ag-gone", true)]);
+        // Three fire times pass between two ticks (collector down).
+        f.clock.set(MONDAY_MS + 3 * HOUR + 5);
+        let t = f.scheduler.tick().unwrap();
+        assert_eq!(t.created, 1);
+        let runs = f.store.runs(&RunFilter::default()).unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].agent.as_str(), "ag-1");
+        assert_eq!(runs[0].scheduled_ms, MONDAY_MS + 3 * HOUR);
+        // Ticking again at the same time creates nothing more.
+        assert_eq!(f.scheduler.tick().unwrap(), TickSummary::default());
+    }
+
+    #[test]
+    fn old_protocol_sessions_get_no_run_requests() {
+        let f = fixture(&[("ag-1", false)]);
+        let (tx, mut rx) = mpsc::channel(8);
+        f.scheduler.connected(&identity("ag-1"), 1, 1, tx);
+        f.clock.set(MONDAY_MS + HOUR);
+        assert_eq!(f.scheduler.tick().unwrap().dispatched, 0);
+        assert!(drain(&mut rx).is_empty());
+    }
+
+    #[test]
+    fn running_runs_are_resent_once_per_reconnect_and_time_out() {
+        let f = fixture(&[("ag-1", false)]);
+        let (tx, mut rx) = mpsc::channel(8);
+        f.scheduler
+            .connected(&identity("ag-1"), 1, RUN_REQUESTS_SINCE, tx.clone());
+        f.clock.set(MONDAY_MS + HOUR);
+        f.scheduler.tick().unwrap();
+        let sent = drain(&mut rx);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].scope.cidrs, vec!["10.0.0.0/24".to_string()]);
+        // Same connection: not sent again.
+        f.scheduler.tick().unwrap();
+        assert!(drain(&mut rx).is_empty());
+        // A new connection gets it again (the agent may have lost it).
+        f.scheduler.disconnected(&identity("ag-1").agent, 1);
+        f.scheduler
+            .connected(&identity("ag-1"), 2, RUN_REQUESTS_SINCE, tx);
+        f.scheduler.tick().unwrap();
+        let again = drain(&mut rx);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].run_id, sent[0].run_id);
+        assert_eq!(f.store.run(&sent[0].run_id).unwrap().unwrap().dispatches, 2);
+        // No report within run_timeout (1h) of the last dispatch: failed.
+        f.clock.set(MONDAY_MS + 2 * HOUR + 1);
+        let t = f.scheduler.tick().unwrap();
+        assert_eq!(t.timed_out, 1);
+        let run = f.store.run(&sent[0].run_id).unwrap().unwrap();
+        assert_eq!(run.status, RunStatus::Failed);
+        assert!(run.error.unwrap().contains("run_timeout"));
+        // A late report is still the better account and replaces the timeout.
+        let run = f
+            .scheduler
+            .report(
+                &identity("ag-1"),
+                report(&sent[0].run_id, RunOutcome::Succeeded),
+            )
+            .unwrap();
+        assert_eq!(run.status, RunStatus::Succeeded);
+        assert_eq!(run.duration_ms(), Some(15));
+        assert_eq!(f.metrics.runs_failed.load(Ordering::Relaxed), 1);
+        assert_eq!(f.metrics.runs_succeeded.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn reports_must_name_the_agents_own_run() {
+        let f = fixture(&[("ag-1", false), ("ag-2", false)]);
+        let (tx, mut rx) = mpsc::channel(8);
+        f.scheduler
+            .connected(&identity("ag-1"), 1, RUN_REQUESTS_SINCE, tx);
+        f.clock.set(MONDAY_MS + HOUR);
+        f.scheduler.tick().unwrap();
+        let run_id = drain(&mut rx).remove(0).run_id;
+        assert!(matches!(
+            f.scheduler
+                .report(&identity("ag-2"), report(&run_id, RunOutcome::Succeeded)),
+            Err(ReportError::NotYours { .. })
+        ));
+        assert!(matches!(
+            f.scheduler
+                .report(&identity("ag-1"), report("r-nope", RunOutcome::Succeeded)),
+            Err(ReportError::UnknownRun(_))
+        ));
+        let mut failed = report(&run_id, RunOutcome::Failed);
+        failed.error = Some("target refused".into());
+        let run = f.scheduler.report(&identity("ag-1"), failed).unwrap();
+        assert_eq!(run.status, RunStatus::Failed);
+        // A resent report of a finished run changes nothing and counts nothing.
+        let again = f
+            .scheduler
+            .report(&identity("ag-1"), report(&run_id, RunOutcome::Succeeded))
+            .unwrap();
+        assert_eq!(again.status, RunStatus::Failed);
+        assert_eq!(f.metrics.runs_failed.load(Ordering::Relaxed), 1);
+        assert_eq!(f.metrics.runs_succeeded.load(Ordering::Relaxed), 0);
+        // ag-2's run is still queued: it never connected.
+        let pending = f.store.pending_runs(None).unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].agent.as_str(), "ag-2");
+        assert_eq!(pending[0].status, RunStatus::Queued);
+    }
+
+    #[test]
+    fn finished_runs_are_pruned_after_retention_and_listed_newest_first() {
+        let f = fixture(&[("ag-1", false)]);
+        f.clock.set(MONDAY_MS + HOUR);
+        f.scheduler.tick().unwrap();
+        f.clock.set(MONDAY_MS + 2 * HOUR);
+        f.scheduler.tick().unwrap();
+        let runs = f.store.runs(&RunFilter::default()).unwrap();
+        assert_eq!(runs.len(), 2);
+        // Newest first; the older one was superseded.
+        assert_eq!(runs[0].status, RunStatus::Queued);
+        assert_eq!(runs[1].status, RunStatus::Missed);
+        let limited = f
+            .store
+            .runs(&RunFilter {
+                limit: Some(1),
+                ..RunFilter::default()
+            })
+            .unwrap();
+        assert_eq!(limited, runs[..1]);
+        // Only finished runs due before the cut-off go.
+        assert_eq!(f.store.prune_runs(MONDAY_MS + 3 * HOUR).unwrap(), 1);
+        assert_eq!(f.store.runs(&RunFilter::default()).unwrap(), runs[..1]);
+    }
+}
