@@ -364,7 +364,12 @@ impl Scheduler {
             let superseded = if agent.revoked_ms.is_some() {
                 "agent revoked".to_string()
             } else {
-                format!("superseded by the run due at {due} ms")
+                format!(
+                    "superseded by the run due at {}",
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + Duration::from_millis(due)
+                    )
+                )
             };
             for old in self.store.pending_runs(Some(&agent.agent))? {
                 if old.job_id == job_id
