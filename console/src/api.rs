@@ -1,0 +1,769 @@
+//! HTTP API v1: authentication, tenant scoping, role checks and handlers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use protocol::TenantId;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::accounts::{
+    AccountStore, ApiKeyRecord, Role, Session, User, create_user_with_membership, dummy_hash,
+    normalize_email, random_bytes, secret_hash, verify_password,
+};
+use crate::audit::AuditDraft;
+use crate::error::{ApiError, OpsError};
+use crate::limiter::LoginLimiter;
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "vigil_session";
+/// Prefix of presented API keys: `vgk_<id>_<secret>`.
+pub const API_KEY_PREFIX: &str = "vgk_";
+/// Most records one request may ask for.
+pub const MAX_RECORDS: usize = 1000;
+/// Most audit entries one request returns.
+pub const MAX_AUDIT_PAGE: usize = 1000;
+
+/// Collector operations the console exposes; implemented by the host so the
+/// console needs no knowledge of collector internals. Calls may block.
+pub trait Operations: Send + Sync + 'static {
+    /// Agents of a tenant with status, last seen and delivery counters (JSON array).
+    fn list_agents(&self, tenant: &TenantId) -> Result<Value, OpsError>;
+    /// Revokes an agent of this tenant; `None` when the tenant has no such agent.
+    fn revoke_agent(&self, tenant: &TenantId, agent: &str) -> Result<Option<Value>, OpsError>;
+    /// Creates a single-use enrolment token; the answer holds the secret once.
+    fn create_token(&self, tenant: &TenantId, ttl: Option<Duration>) -> Result<Value, OpsError>;
+    /// Totals of a tenant.
+    fn stats(&self, tenant: &TenantId) -> Result<Value, OpsError>;
+    /// Newest stored records of a tenant.
+    fn records(&self, tenant: &TenantId, limit: usize) -> Result<Value, OpsError>;
+}
+
+/// Everything the API handlers share.
+#[derive(Clone)]
+pub struct ConsoleState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    accounts: Arc<dyn AccountStore>,
+    ops: Arc<dyn Operations>,
+    limiter: LoginLimiter,
+    secure_cookies: bool,
+    session_ttl: Duration,
+}
+
+impl ConsoleState {
+    /// State over an account store and the host's operations, with defaults:
+    /// 12 h sessions, 5 failed logins per 15 min per account and per address.
+    pub fn new(accounts: Arc<dyn AccountStore>, ops: Arc<dyn Operations>) -> Self {
+        Self::with_options(accounts, ops, ConsoleOptions::default())
+    }
+
+    /// State with explicit options.
+    pub fn with_options(
+        accounts: Arc<dyn AccountStore>,
+        ops: Arc<dyn Operations>,
+        o: ConsoleOptions,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                accounts,
+                ops,
+                limiter: LoginLimiter::new(o.max_login_failures, o.login_window),
+                secure_cookies: o.secure_cookies,
+                session_ttl: o.session_ttl,
+            }),
+        }
+    }
+
+    /// The account store.
+    pub fn accounts(&self) -> Arc<dyn AccountStore> {
+        self.inner.accounts.clone()
+    }
+}
+
+/// Tunables of the console API.
+#[derive(Debug, Clone)]
+pub struct ConsoleOptions {
+    /// Mark the session cookie `Secure` (the console is served over TLS).
+    pub secure_cookies: bool,
+    /// Session lifetime.
+    pub session_ttl: Duration,
+    /// Failed logins allowed per account and per address within `login_window`.
+    pub max_login_failures: usize,
+    /// Window of the login rate limit.
+    pub login_window: Duration,
+}
+
+impl Default for ConsoleOptions {
+    fn default() -> Self {
+        Self {
+            secure_cookies: false,
+            session_ttl: Duration::from_secs(12 * 3600),
+            max_login_failures: 5,
+            login_window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Runs blocking work (sled, argon2, collector operations) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)?
+}
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+enum Principal {
+    /// A console user with a session.
+    User { user: User, session: [u8; 32] },
+    /// An automation client with an API key bound to one tenant.
+    ApiKey(ApiKeyRecord),
+}
+
+impl Principal {
+    fn actor(&self) -> String {
+        match self {
+            Self::User { user, .. } => format!("user:{}", user.email),
+            Self::ApiKey(k) => format!("api-key:{}", k.id),
+        }
+    }
+}
+
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// Constant-time equality, so comparing secret hashes leaks no prefix length.
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn authenticate(accounts: &dyn AccountStore, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    // An Authorization header is decisive: a bad key never falls back to a cookie.
+    if let Some(auth) = headers.get(header::AUTHORIZATION) {
+        let presented = auth
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| v.trim().strip_prefix(API_KEY_PREFIX))
+            .ok_or_else(ApiError::unauthenticated)?;
+        let (id, secret) = presented
+            .split_once('_')
+            .ok_or_else(ApiError::unauthenticated)?;
+        let key = accounts
+            .api_key(id)?
+            .ok_or_else(ApiError::unauthenticated)?;
+        let want = hex::decode(&key.secret_sha256).map_err(ApiError::internal)?;
+        if !ct_eq(&secret_hash(secret), &want) {
+            return Err(ApiError::unauthenticated());
+        }
+        return Ok(Principal::ApiKey(key));
+    }
+    let sid = cookie_value(headers, SESSION_COOKIE).ok_or_else(ApiError::unauthenticated)?;
+    let hash = secret_hash(&sid);
+    let session = accounts
+        .session(hash)?
+        .ok_or_else(ApiError::unauthenticated)?;
+    if session.expires_ms <= now_ms() {
+        accounts.delete_session(hash)?;
+        return Err(ApiError::unauthenticated());
+    }
+    let user = accounts
+        .user(&session.user_id)?
+        .ok_or_else(ApiError::unauthenticated)?;
+    Ok(Principal::User {
+        user,
+        session: hash,
+    })
+}
+
+/// A request authorised for one tenant.
+struct Scoped {
+    principal: Principal,
+    tenant: TenantId,
+}
+
+impl Scoped {
+    fn audit(
+        &self,
+        state: &ConsoleState,
+        action: &str,
+        target: &str,
+        details: Value,
+    ) -> Result<(), ApiError> {
+        state.inner.accounts.append_audit(
+            &self.tenant,
+            AuditDraft {
+                time_ms: now_ms(),
+                actor: self.principal.actor(),
+                action: action.into(),
+                target: target.into(),
+                details,
+            },
+        )?;
+        Ok(())
+    }
+}
+
+/// Authenticates, resolves the caller's role in `tenant` and checks it against
+/// `min`. A tenant the caller does not belong to — or that does not exist, or
+/// is not even a valid name — is 404, so tenants cannot be enumerated.
+fn scope(
+    state: &ConsoleState,
+    headers: &HeaderMap,
+    tenant: &str,
+    min: Role,
+) -> Result<Scoped, ApiError> {
+    let accounts = state.inner.accounts.as_ref();
+    let principal = authenticate(accounts, headers)?;
+    let tenant = TenantId::new(tenant).map_err(|_| ApiError::not_found())?;
+    let role = match &principal {
+        Principal::User { user, .. } => accounts.membership(&user.id, &tenant)?,
+        Principal::ApiKey(k) => (k.tenant == tenant).then_some(k.role),
+    }
+    .ok_or_else(ApiError::not_found)?;
+    if role < min {
+        return Err(ApiError::forbidden());
+    }
+    Ok(Scoped { principal, tenant })
+}
+
+fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("request body: {e}")))
+}
+
+fn query_param(raw: &Option<String>, name: &str) -> Option<String> {
+    raw.as_deref()?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+fn query_number(raw: &Option<String>, name: &str) -> Result<Option<u64>, ApiError> {
+    query_param(raw, name)
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("{name} must be a whole number")))
+        })
+        .transpose()
+}
+
+async fn with_scope(
+    state: &ConsoleState,
+    headers: HeaderMap,
+    tenant: String,
+    min: Role,
+) -> Result<Scoped, ApiError> {
+    let s = state.clone();
+    blocking(move || scope(&s, &headers, &tenant, min)).await
+}
+
+/// Builds the `/api/v1` router.
+pub fn router(state: ConsoleState) -> Router {
+    let tenant = Router::new()
+        .route("/agents", get(list_agents))
+        .route("/agents/{agent}/revoke", post(revoke_agent))
+        .route("/tokens", post(create_token))
+        .route("/stats", get(stats))
+        .route("/records", get(records))
+        .route("/api-keys", get(list_api_keys).post(create_api_key))
+        .route("/api-keys/{key}", delete(delete_api_key))
+        .route("/members", get(list_members).post(set_member))
+        .route("/audit", get(audit_log));
+    let v1 = Router::new()
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/me", get(me))
+        .route("/openapi.json", get(openapi))
+        .nest("/tenants/{tenant}", tenant);
+    Router::new()
+        .nest("/api/v1", v1)
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed",
+            )
+        })
+        .with_state(state)
+}
+
+async fn openapi() -> axum::Json<Value> {
+    axum::Json(crate::openapi::document())
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    email: String,
+    password: String,
+}
+
+fn client_ip(req_addr: Option<SocketAddr>) -> String {
+    req_addr.map_or_else(|| "unknown".to_string(), |a| a.ip().to_string())
+}
+
+fn tenants_of(accounts: &dyn AccountStore, p: &Principal) -> Result<Value, ApiError> {
+    Ok(match p {
+        Principal::User { user, .. } => {
+            let ms = accounts.memberships_of(&user.id)?;
+            json!({
+                "user": { "id": user.id, "email": user.email },
+                "tenants": ms.iter().map(|m| json!({ "tenant": m.tenant, "role": m.role })).collect::<Vec<_>>(),
+            })
+        }
+        Principal::ApiKey(k) => json!({
+            "api_key": { "id": k.id, "name": k.name },
+            "tenants": [ { "tenant": k.tenant, "role": k.role } ],
+        }),
+    })
+}
+
+fn forwarded_https(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+fn session_cookie(value: &str, max_age: u64, secure: bool) -> Result<HeaderValue, ApiError> {
+    let mut c =
+        format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}");
+    if secure {
+        c.push_str("; Secure");
+    }
+    HeaderValue::from_str(&c).map_err(ApiError::internal)
+}
+
+async fn login(State(state): State<ConsoleState>, req: Request) -> Result<Response, ApiError> {
+    let addr = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let secure = state.inner.secure_cookies || forwarded_https(req.headers());
+    let body = axum::body::to_bytes(req.into_body(), 64 * 1024)
+        .await
+        .map_err(|_| ApiError::bad_request("request body too large"))?;
+    let body: LoginBody = parse_body(&body)?;
+    let email = normalize_email(&body.email).unwrap_or_else(|_| body.email.clone());
+    let keys = [
+        format!("account:{email}"),
+        format!("ip:{}", client_ip(addr)),
+    ];
+    let now = Instant::now();
+    if let Some(wait) = keys
+        .iter()
+        .filter_map(|k| state.inner.limiter.blocked_for(k, now))
+        .max()
+    {
+        tracing::warn!(%email, ip = %client_ip(addr), "login rate limited");
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many failed logins; try again later",
+        );
+        e.retry_after = Some(wait.as_secs().max(1));
+        return Err(e);
+    }
+    let s = state.clone();
+    let password = body.password;
+    let lookup = email.clone();
+    let user = blocking(move || {
+        let user = s.inner.accounts.user_by_email(&lookup)?;
+        // Unknown accounts still pay for one hash, so timing does not reveal them.
+        let phc = user
+            .as_ref()
+            .map_or(dummy_hash(), |u| u.password_hash.as_str());
+        let ok = verify_password(&password, phc);
+        Ok(user.filter(|_| ok))
+    })
+    .await?;
+    let Some(user) = user else {
+        for k in &keys {
+            state.inner.limiter.fail(k, now);
+        }
+        tracing::info!(%email, ip = %client_ip(addr), "login failed");
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "wrong email or password",
+        ));
+    };
+    state.inner.limiter.clear(&keys[0]);
+    let sid = hex::encode(random_bytes::<32>()?);
+    let ttl = state.inner.session_ttl;
+    let created_ms = now_ms();
+    let session = Session {
+        user_id: user.id.clone(),
+        created_ms,
+        expires_ms: created_ms.saturating_add(ttl.as_millis() as u64),
+    };
+    let hash = secret_hash(&sid);
+    let s = state.clone();
+    let answer = blocking(move || {
+        s.inner.accounts.put_session(hash, &session)?;
+        tenants_of(
+            s.inner.accounts.as_ref(),
+            &Principal::User {
+                user,
+                session: hash,
+            },
+        )
+    })
+    .await?;
+    let cookie = session_cookie(&sid, ttl.as_secs(), secure)?;
+    Ok(([(header::SET_COOKIE, cookie)], axum::Json(answer)).into_response())
+}
+
+async fn logout(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let secure = state.inner.secure_cookies || forwarded_https(&headers);
+    let s = state.clone();
+    blocking(move || {
+        match authenticate(s.inner.accounts.as_ref(), &headers)? {
+            Principal::User { session, .. } => s.inner.accounts.delete_session(session)?,
+            // API keys have no session to end.
+            Principal::ApiKey(_) => {}
+        }
+        Ok(())
+    })
+    .await?;
+    let cookie = session_cookie("", 0, secure)?;
+    Ok(([(header::SET_COOKIE, cookie)], StatusCode::NO_CONTENT).into_response())
+}
+
+async fn me(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    blocking(move || {
+        let accounts = state.inner.accounts.as_ref();
+        let p = authenticate(accounts, &headers)?;
+        tenants_of(accounts, &p).map(axum::Json)
+    })
+    .await
+}
+
+async fn list_agents(
+    State(state): State<ConsoleState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    let sc = with_scope(&state, headers, tenant, Role::Viewer).await?;
+    let ops = state.inner.ops.clone();
+    blocking(move || Ok(axum::Json(ops.list_agents(&sc.tenant)?))).await
+}
+
+async fn revoke_agent(
+    State(state): State<ConsoleState>,
+    Path((tenant, agent)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    let sc = with_scope(&state, headers, tenant, Role::Admin).await?;
+    blocking(move || {
+        let rec = state
+            .inner
+            .ops
+            .revoke_agent(&sc.tenant, &agent)?
+            .ok_or_else(ApiError::not_found)?;
+        sc.audit(&state, "agent.revoke", &agent, json!({}))?;
+        Ok(axum::Json(rec))
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    ttl_secs: Option<u64>,
+}
+
+/// Longest enrolment token lifetime the API grants.
+const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+async fn create_token(
+    State(state): State<ConsoleState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+    let sc = with_scope(&state, headers, tenant, Role::Admin).await?;
+    let b: TokenBody = if body.is_empty() {
+        TokenBody::default()
+    } else {
+        parse_body(&body)?
+    };
+    let ttl = b.ttl_secs.map(Duration::from_secs);
+    if ttl.is_some_and(|t| t.is_zero() || t > MAX_TOKEN_TTL) {
+        return Err(ApiError::bad_request(
+            "ttl_secs must be between 1 and 2592000",
+        ));
+    }
+    blocking(move || {
+        let created = state.inner.ops.create_token(&sc.tenant, ttl)?;
+        // The secret is in the answer only; the log gets the expiry.
+        let details = json!({ "expires_ms": created.get("expires_ms") });
+        sc.audit(&state, "token.create", "enrolment-token", details)?;
+        Ok((StatusCode::CREATED, axum::Json(created)))
+    })
+    .await
+}
+
+async fn stats(
+    State(state): State<ConsoleState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    let sc = with_scope(&state, headers, tenant, Role::Viewer).await?;
+    blocking(move || Ok(axum::Json(state.inner.ops.stats(&sc.tenant)?))).await
+}
+
+async fn records(
+    State(state): State<ConsoleState>,
+    Path(tenant): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    let sc = with_scope(&state, headers, tenant, Role::Viewer).await?;
+    let limit = query_number(&q, "limit")?.unwrap_or(20);
+    if limit == 0 || limit > MAX_RECORDS as u64 {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_RECORDS}"
+        )));
+    }
+    blocking(move || {
+        Ok(axum::Json(
+            state.inner.ops.records(&sc.tenant, limit as usize)?,
+        ))
+    })
+    .await
+}
+
+fn key_view(k: &ApiKeyRecord) -> Value {
+    json!({
+        "id": k.id, "name": k.name, "role": k.role, "tenant": k.tenant,
+        "created_by": k.created_by, "created_ms": k.created_ms,
+    })
+}
+
+async fn list_api_keys(
+    State(state): State<ConsoleState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    let sc = with_scope(&state, headers, tenant, Role::Auditor).await?;
+    blocking(move || {
+        let keys = state.inner.accounts.api_keys(&sc.tenant)?;
+        Ok(axum::Json(Value::Array(
+            keys.iter().map(key_view).collect(),
+        )))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiKeyBody {
+    name: String,
+    role: Role,
+}
+
+async fn create_api_key(
+    State(state): State<ConsoleState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+    let sc = with_scope(&state, headers, tenant, Role::Admin).await?;
+    let b: ApiKeyBody = parse_body(&body)?;
+    let name = b.name.trim().to_string();
+    if name.is_empty() || name.len() > 100 {
+        return Err(ApiError::bad_request("name must be 1 to 100 characters"));
+    }
+    blocking(move || {
+        let id = format!("k-{}", hex::encode(random_bytes::<8>()?));
+        let secret = hex::encode(random_bytes::<32>()?);
+        let rec = ApiKeyRecord {
+            id: id.clone(),
+            tenant: sc.tenant.clone(),
+            role: b.role,
+            name,
+            secret_sha256: hex::encode(secret_hash(&secret)),
+            created_by: sc.principal.actor(),
+            created_ms: now_ms(),
+        };
+        state.inner.accounts.put_api_key(&rec)?;
+        sc.audit(
+            &state,
+            "api_key.create",
+            &id,
+            json!({ "name": rec.name, "role": rec.role }),
+        )?;
+        let mut v = key_view(&rec);
+        // Shown once: only its hash is stored.
+        v["key"] = Value::String(format!("{API_KEY_PREFIX}{id}_{secret}"));
+        Ok((StatusCode::CREATED, axum::Json(v)))
+    })
+    .await
+}
+
+async fn delete_api_key(
+    State(state): State<ConsoleState>,
+    Path((tenant, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let sc = with_scope(&state, headers, tenant, Role::Admin).await?;
+    blocking(move || {
+        let rec = state
+            .inner
+            .accounts
+            .delete_api_key(&sc.tenant, &key)?
+            .ok_or_else(ApiError::not_found)?;
+        sc.audit(
+            &state,
+            "api_key.delete",
+            &rec.id,
+            json!({ "name": rec.name }),
+        )?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+async fn list_members(
+    State(state): State<ConsoleState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    let sc = with_scope(&state, headers, tenant, Role::Auditor).await?;
+    blocking(move || {
+        let accounts = state.inner.accounts.as_ref();
+        let mut out = Vec::new();
+        for m in accounts.members(&sc.tenant)? {
+            if let Some(u) = accounts.user(&m.user_id)? {
+                out.push(json!({ "user_id": u.id, "email": u.email, "role": m.role }));
+            }
+        }
+        Ok(axum::Json(Value::Array(out)))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberBody {
+    email: String,
+    role: Role,
+    password: Option<String>,
+}
+
+async fn set_member(
+    State(state): State<ConsoleState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+    let sc = with_scope(&state, headers, tenant, Role::Admin).await?;
+    let b: MemberBody = parse_body(&body)?;
+    blocking(move || {
+        let accounts = state.inner.accounts.as_ref();
+        let email = normalize_email(&b.email)?;
+        // Demoting the last admin would leave the tenant unmanageable from the API.
+        if b.role != Role::Admin
+            && let Some(u) = accounts.user_by_email(&email)?
+            && accounts.membership(&u.id, &sc.tenant)? == Some(Role::Admin)
+        {
+            let admins = accounts
+                .members(&sc.tenant)?
+                .iter()
+                .filter(|m| m.role == Role::Admin)
+                .count();
+            if admins <= 1 {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "last_admin",
+                    "a tenant must keep at least one admin",
+                ));
+            }
+        }
+        let (user, created) = create_user_with_membership(
+            accounts,
+            &email,
+            b.password.as_deref(),
+            &sc.tenant,
+            b.role,
+            now_ms(),
+        )?;
+        sc.audit(
+            &state,
+            "member.set",
+            &user.email,
+            json!({ "role": b.role, "user_created": created }),
+        )?;
+        let status = if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok((
+            status,
+            axum::Json(json!({ "user_id": user.id, "email": user.email, "role": b.role })),
+        ))
+    })
+    .await
+}
+
+async fn audit_log(
+    State(state): State<ConsoleState>,
+    Path(tenant): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    let sc = with_scope(&state, headers, tenant, Role::Auditor).await?;
+    let from = query_number(&q, "from")?.unwrap_or(1);
+    let limit = query_number(&q, "limit")?.unwrap_or(100);
+    if limit == 0 || limit > MAX_AUDIT_PAGE as u64 {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_AUDIT_PAGE}"
+        )));
+    }
+    blocking(move || {
+        let entries = state
+            .inner
+            .accounts
+            .audit_entries(&sc.tenant, from, limit as usize)?;
+        serde_json::to_value(entries)
+            .map(axum::Json)
+            .map_err(ApiError::internal)
+    })
+    .await
+}

@@ -1,0 +1,275 @@
+//! Shared fixtures: a console over a temporary sled database and a recording
+//! stand-in for the collector's operations.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use console::accounts::create_user_with_membership;
+use console::{
+    AccountStore, ConsoleOptions, ConsoleState, Operations, OpsError, Role, SledAccounts,
+};
+use http_body_util::BodyExt;
+use protocol::TenantId;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// Password every fixture user has.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// In-memory agents per tenant; records every revocation and token.
+#[derive(Default)]
+pub struct TestOps {
+    /// agent id → (tenant, revoked)
+    pub agents: Mutex<BTreeMap<String, (TenantId, bool)>>,
+    /// Tokens created, per tenant.
+    pub tokens: Mutex<Vec<TenantId>>,
+}
+
+impl Operations for TestOps {
+    fn list_agents(&self, tenant: &TenantId) -> Result<Value, OpsError> {
+        let agents = self.agents.lock().map_err(|e| OpsError(e.to_string()))?;
+        Ok(Value::Array(
+            agents
+                .iter()
+                .filter(|(_, (t, _))| t == tenant)
+                .map(|(id, (t, revoked))| json!({ "agent": id, "tenant": t, "revoked": revoked }))
+                .collect(),
+        ))
+    }
+
+    fn revoke_agent(&self, tenant: &TenantId, agent: &str) -> Result<Option<Value>, OpsError> {
+        let mut agents = self.agents.lock().map_err(|e| OpsError(e.to_string()))?;
+        match agents.get_mut(agent) {
+            Some((t, revoked)) if t == tenant => {
+                *revoked = true;
+                Ok(Some(
+                    json!({ "agent": agent, "tenant": t, "revoked": true }),
+                ))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn create_token(&self, tenant: &TenantId, ttl: Option<Duration>) -> Result<Value, OpsError> {
+        self.tokens
+            .lock()
+            .map_err(|e| OpsError(e.to_string()))?
+            .push(tenant.clone());
+        Ok(json!({
+            "token": "vgt_secret_never_logged",
+            "tenant": tenant,
+            "expires_ms": ttl.map_or(86_400_000, |t| t.as_millis() as u64),
+        }))
+    }
+
+    fn stats(&self, tenant: &TenantId) -> Result<Value, OpsError> {
+        let n = self
+            .agents
+            .lock()
+            .map_err(|e| OpsError(e.to_string()))?
+            .values()
+            .filter(|(t, _)| t == tenant)
+            .count();
+        Ok(json!({ "agents": n }))
+    }
+
+    fn records(&self, tenant: &TenantId, limit: usize) -> Result<Value, OpsError> {
+        Ok(Value::Array(
+            (0..limit.min(3))
+                .map(|i| json!({ "tenant": tenant, "n": i }))
+                .collect(),
+        ))
+    }
+}
+
+/// A console with tenants `acme` and `globex` and users:
+/// `{admin,auditor,viewer}@acme.test` in acme, `admin@globex.test` in globex,
+/// and `msp@staff.test` (admin in acme, viewer in globex).
+pub struct Fixture {
+    /// Keeps the database directory alive.
+    pub _dir: tempfile::TempDir,
+    /// The account store.
+    pub accounts: Arc<SledAccounts>,
+    /// The sled database (tests tamper with it).
+    pub db: sled::Db,
+    /// Operations stand-in.
+    pub ops: Arc<TestOps>,
+    /// The router under test.
+    pub app: Router,
+}
+
+pub fn t(s: &str) -> TenantId {
+    TenantId::new(s).unwrap()
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        Self::with_options(ConsoleOptions::default())
+    }
+
+    pub fn with_options(o: ConsoleOptions) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let accounts = Arc::new(SledAccounts::open(&db).unwrap());
+        let users = [
+            ("admin@acme.test", "acme", Role::Admin),
+            ("auditor@acme.test", "acme", Role::Auditor),
+            ("viewer@acme.test", "acme", Role::Viewer),
+            ("admin@globex.test", "globex", Role::Admin),
+            ("msp@staff.test", "acme", Role::Admin),
+            ("msp@staff.test", "globex", Role::Viewer),
+        ];
+        for (email, tenant, role) in users {
+            create_user_with_membership(
+                accounts.as_ref(),
+                email,
+                Some(PASSWORD),
+                &t(tenant),
+                role,
+                1,
+            )
+            .unwrap();
+        }
+        let ops = Arc::new(TestOps::default());
+        {
+            let mut a = ops.agents.lock().unwrap();
+            a.insert("ag-acme1".into(), (t("acme"), false));
+            a.insert("ag-acme2".into(), (t("acme"), false));
+            a.insert("ag-globex1".into(), (t("globex"), false));
+        }
+        let state = ConsoleState::with_options(accounts.clone(), ops.clone(), o);
+        Self {
+            _dir: dir,
+            accounts,
+            db,
+            ops,
+            app: console::router(state),
+        }
+    }
+
+    /// Logs in and returns the session cookie pair (`vigil_session=...`).
+    pub async fn login(&self, email: &str) -> String {
+        let r = self
+            .call(
+                Method::POST,
+                "/api/v1/login",
+                &Auth::None,
+                Some(json!({ "email": email, "password": PASSWORD })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "login {email}: {}", r.body);
+        let set = r.headers[header::SET_COOKIE].to_str().unwrap();
+        set.split(';').next().unwrap().to_string()
+    }
+
+    pub async fn call(&self, method: Method, uri: &str, auth: &Auth, body: Option<Value>) -> Resp {
+        self.call_from(method, uri, auth, body, "10.0.0.1:5000")
+            .await
+    }
+
+    pub async fn call_from(
+        &self,
+        method: Method,
+        uri: &str,
+        auth: &Auth,
+        body: Option<Value>,
+        peer: &str,
+    ) -> Resp {
+        let mut b = Request::builder().method(method).uri(uri);
+        match auth {
+            Auth::None => {}
+            Auth::Cookie(c) => b = b.header(header::COOKIE, c.as_str()),
+            Auth::Bearer(k) => b = b.header(header::AUTHORIZATION, format!("Bearer {k}")),
+            Auth::Headers(h) => {
+                for (k, v) in h {
+                    b = b.header(k, v);
+                }
+            }
+        }
+        let body = match body {
+            Some(v) => {
+                b = b.header(header::CONTENT_TYPE, "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        let mut req = b.body(body).unwrap();
+        let peer: SocketAddr = peer.parse().unwrap();
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|e| panic!("non-JSON answer {status}: {e}: {bytes:?}"))
+        };
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Creates an API key straight in the store and returns the presented form.
+    pub fn api_key(&self, tenant: &str, role: Role) -> (String, String) {
+        let id = format!("k-{:016x}", rand_u64());
+        let secret = format!("{:032x}", rand_u64());
+        self.accounts
+            .put_api_key(&console::accounts::ApiKeyRecord {
+                id: id.clone(),
+                tenant: t(tenant),
+                role,
+                name: "fixture".into(),
+                secret_sha256: hex::encode(console::accounts::secret_hash(&secret)),
+                created_by: "fixture".into(),
+                created_ms: 1,
+            })
+            .unwrap();
+        (id.clone(), format!("vgk_{id}_{secret}"))
+    }
+}
+
+fn rand_u64() -> u64 {
+    u64::from_le_bytes(console::accounts::random_bytes::<8>().unwrap())
+}
+
+/// How a request authenticates.
+pub enum Auth {
+    None,
+    Cookie(String),
+    Bearer(String),
+    Headers(Vec<(String, String)>),
+}
+
+/// A decoded answer.
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Resp {
+    /// Asserts the stable error shape and returns the code.
+    pub fn error_code(&self) -> String {
+        let code = self.body["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error.code in {}", self.body));
+        assert!(
+            self.body["error"]["message"].is_string(),
+            "no error.message in {}",
+            self.body
+        );
+        code.to_string()
+    }
+}
