@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use collector::admin::{Admin, AdminRequest, AgentSummary, CreatedToken, TenantStats};
+use collector::admin::{
+    Admin, AdminRequest, AgentSummary, CreatedToken, RecentRecord, TenantStats,
+};
 use collector::config::{CollectorConfig, parse_duration};
 use collector::pki::Pki;
 use collector::scheduler::{ScheduleSummary, Schedules};
@@ -16,7 +18,11 @@ use collector::{Collector, admin_socket};
 use protocol::{AgentId, TenantId};
 
 #[derive(Parser)]
-#[command(name = "collector", version, about = "vigil collector: enrolment, ingest and storage")]
+#[command(
+    name = "collector",
+    version,
+    about = "vigil collector: enrolment, ingest and storage"
+)]
 struct Cli {
     /// Configuration file (TOML); built-in defaults apply when absent.
     #[arg(long, short, env = "VIGIL_COLLECTOR_CONFIG", global = true)]
@@ -52,6 +58,18 @@ enum Command {
     /// Stored batches and records per tenant.
     Stats {
         /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The newest stored results of a tenant.
+    Records {
+        /// Tenant to read.
+        #[arg(long)]
+        tenant: TenantId,
+        /// How many records.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON lines instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -180,8 +198,7 @@ async fn admin_request(config: CollectorConfig, req: AdminRequest) -> Result<ser
 }
 
 fn fmt_ms(ms: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms))
-        .to_string()
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 #[tokio::main]
@@ -309,6 +326,29 @@ async fn main() -> Result<()> {
                     println!(
                         "{:<16} {:>7} {:>8} {:>10} {:>12}",
                         t, s.agents, s.revoked, s.batches, s.records
+                    );
+                }
+            }
+        }
+        Command::Records {
+            tenant,
+            limit,
+            json,
+        } => {
+            let v = admin_request(config, AdminRequest::Records { tenant, limit }).await?;
+            let rows: Vec<RecentRecord> = serde_json::from_value(v)?;
+            for r in rows {
+                if json {
+                    println!("{}", serde_json::to_string(&r)?);
+                } else {
+                    let obs = serde_json::to_string(&r.record.observation)?;
+                    println!(
+                        "{}  {}#{}  {}  {}",
+                        fmt_ms(r.received_ms),
+                        r.agent,
+                        r.sequence,
+                        r.record.asset,
+                        obs
                     );
                 }
             }
