@@ -8,11 +8,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use console::AccountStore;
 use protocol::{AgentId, TenantId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use crate::console_api::{self, AccountRequest};
 use crate::findings::FindingError;
 use crate::findings::pipeline::Pipeline;
 use crate::findings::requests::FindingsRequest;
@@ -147,6 +149,8 @@ pub enum AdminRequest {
     },
     /// Findings search, suppression, change events, baselines, posture and the index.
     Findings(FindingsRequest),
+    /// Console accounts and the audit log.
+    Accounts(AccountRequest),
 }
 
 /// Connections of agents currently online, so revocation can cut them at once.
@@ -202,6 +206,7 @@ pub struct Admin {
     live: Option<Arc<LiveAgents>>,
     schedules: Option<(Arc<Schedules>, Arc<dyn Clock>)>,
     findings: Option<Arc<Pipeline>>,
+    accounts: Option<Arc<dyn AccountStore>>,
 }
 
 impl Admin {
@@ -219,6 +224,27 @@ impl Admin {
             live,
             schedules: None,
             findings: None,
+            accounts: None,
+        }
+    }
+
+    /// Adds the console account store for `Accounts` requests and CLI audit entries.
+    pub fn with_accounts(mut self, accounts: Arc<dyn AccountStore>) -> Self {
+        self.accounts = Some(accounts);
+        self
+    }
+
+    /// Records a CLI action in the tenant's audit log when accounts are attached.
+    fn audit_cli(
+        &self,
+        tenant: &TenantId,
+        action: &str,
+        target: &str,
+        details: serde_json::Value,
+    ) -> Result<(), AdminError> {
+        match &self.accounts {
+            Some(a) => console_api::audit_cli(a.as_ref(), tenant, action, target, details),
+            None => Ok(()),
         }
     }
 
@@ -367,14 +393,24 @@ impl Admin {
             v.map_err(|e| AdminError::Socket(e.to_string()))
         };
         match req {
-            AdminRequest::CreateToken { tenant, ttl_secs } => json(serde_json::to_value(
-                self.create_token(&tenant, ttl_secs.map(Duration::from_secs))?,
-            )),
+            AdminRequest::CreateToken { tenant, ttl_secs } => {
+                let created = self.create_token(&tenant, ttl_secs.map(Duration::from_secs))?;
+                let details = serde_json::json!({ "expires_ms": created.expires_ms });
+                self.audit_cli(&tenant, "token.create", "enrolment-token", details)?;
+                json(serde_json::to_value(created))
+            }
             AdminRequest::ListAgents { tenant } => {
                 json(serde_json::to_value(self.list_agents(tenant.as_ref())?))
             }
             AdminRequest::RevokeAgent { agent } => {
-                json(serde_json::to_value(self.revoke_agent(&agent)?))
+                let rec = self.revoke_agent(&agent)?;
+                self.audit_cli(
+                    &rec.tenant,
+                    "agent.revoke",
+                    agent.as_str(),
+                    serde_json::json!({}),
+                )?;
+                json(serde_json::to_value(rec))
             }
             AdminRequest::Stats => json(serde_json::to_value(self.stats()?)),
             AdminRequest::Records { tenant, limit } => {
@@ -399,6 +435,12 @@ impl Admin {
                 Some(f) => Ok(f.handle(&req)?),
                 None => Err(AdminError::Refused(
                     "the findings pipeline is not available".into(),
+                )),
+            },
+            AdminRequest::Accounts(req) => match &self.accounts {
+                Some(a) => console_api::handle(a.as_ref(), req),
+                None => Err(AdminError::Refused(
+                    "console accounts need the sled store".into(),
                 )),
             },
         }

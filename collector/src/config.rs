@@ -76,6 +76,8 @@ pub struct CollectorConfig {
     pub server_names: Vec<String>,
     /// Where to serve Prometheus metrics over HTTP; empty string disables.
     pub metrics_listen: String,
+    /// Where to serve the console HTTP API (`/api/v1`); empty string disables.
+    pub console_listen: String,
     /// Lifetime of agent certificates.
     pub agent_cert_lifetime: String,
     /// Default lifetime of enrolment tokens.
@@ -101,6 +103,7 @@ impl Default for CollectorConfig {
             data_dir: PathBuf::from("vigil-data/collector"),
             server_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
             metrics_listen: "127.0.0.1:9464".into(),
+            console_listen: "127.0.0.1:8080".into(),
             agent_cert_lifetime: "30d".into(),
             token_ttl: "24h".into(),
             heartbeat_interval: "15s".into(),
@@ -171,6 +174,8 @@ pub struct Settings {
     pub raw: CollectorConfig,
     /// Parsed metrics address.
     pub metrics_listen: Option<SocketAddr>,
+    /// Parsed console API address.
+    pub console_listen: Option<SocketAddr>,
     /// Parsed agent certificate lifetime.
     pub agent_cert_lifetime: Duration,
     /// Parsed token lifetime.
@@ -211,6 +216,13 @@ impl CollectorConfig {
                     .map_err(|e| invalid("metrics_listen", format!("{s:?}: {e}")))?,
             ),
         };
+        let console_listen = match self.console_listen.trim() {
+            "" => None,
+            s => Some(
+                s.parse()
+                    .map_err(|e| invalid("console_listen", format!("{s:?}: {e}")))?,
+            ),
+        };
         let agent_cert_lifetime = parse_duration("agent_cert_lifetime", &self.agent_cert_lifetime)?;
         if agent_cert_lifetime < Duration::from_secs(60) {
             return Err(invalid("agent_cert_lifetime", "must be at least 1m"));
@@ -248,6 +260,7 @@ impl CollectorConfig {
         }
         Ok(Settings {
             metrics_listen,
+            console_listen,
             agent_cert_lifetime,
             token_ttl,
             heartbeat_interval,

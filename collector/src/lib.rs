@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod admin_socket;
 pub mod config;
+pub mod console_api;
 pub mod findings;
 pub mod metrics;
 pub mod pki;

@@ -17,6 +17,8 @@ use collector::time::SystemClock;
 use collector::{Collector, admin_socket};
 use protocol::{AgentId, TenantId};
 
+mod accounts_cli;
+
 #[derive(Parser)]
 #[command(
     name = "collector",
@@ -36,6 +38,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Console users (first-run bootstrap: create an admin).
+    User {
+        #[command(subcommand)]
+        command: accounts_cli::UserCommand,
+    },
+    /// The hash-chained audit log.
+    Audit {
+        #[command(subcommand)]
+        command: accounts_cli::AuditCommand,
+    },
     /// Run the collector.
     Serve {
         /// UDP address for QUIC, overriding the configuration.
@@ -192,6 +204,11 @@ async fn admin_request(config: CollectorConfig, req: AdminRequest) -> Result<ser
         Arc::new(Schedules::from_settings(&settings)),
         Arc::new(SystemClock),
     );
+    // Offline CLI actions reach the console accounts and audit log in the same database.
+    let admin = match collector::console_api::account_store(store.as_ref()).transpose()? {
+        Some(accounts) => admin.with_accounts(accounts),
+        None => admin,
+    };
     let value = tokio::task::spawn_blocking(move || admin.handle(req)).await??;
     store.flush()?;
     Ok(value)
@@ -352,6 +369,15 @@ async fn main() -> Result<()> {
                     );
                 }
             }
+        }
+        Command::User { command } => {
+            let v = admin_request(config, accounts_cli::user_request(command)?).await?;
+            accounts_cli::print_user(v)?;
+        }
+        Command::Audit { command } => {
+            let (req, json) = accounts_cli::audit_request(command);
+            let v = admin_request(config, req).await?;
+            accounts_cli::print_audit(v, json)?;
         }
         Command::Runs {
             command:

@@ -9,6 +9,7 @@ use thiserror::Error;
 use crate::admin::{Admin, LiveAgents};
 use crate::admin_socket;
 use crate::config::Settings;
+use crate::console_api;
 use crate::findings::FindingError;
 use crate::findings::pipeline::{Pipeline, PipelineOptions};
 use crate::metrics::Metrics;
@@ -34,6 +35,9 @@ pub enum StartError {
     /// The findings pipeline (rules, findings state, search index) could not start.
     #[error(transparent)]
     Findings(#[from] FindingError),
+    /// The console account store could not be opened.
+    #[error("console accounts: {0}")]
+    Console(String),
     /// A socket could not be bound.
     #[error("{what} {addr}: {source}")]
     Bind {
@@ -68,6 +72,8 @@ pub struct Collector {
     shared: Arc<Shared>,
     endpoint: quinn::Endpoint,
     metrics_addr: Option<SocketAddr>,
+    console_addr: Option<SocketAddr>,
+    accounts: Option<Arc<dyn console::AccountStore>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -79,7 +85,9 @@ fn quinn_server_config(shared: &Shared) -> Result<quinn::ServerConfig, StartErro
         shared.store.clone(),
         provider.clone(),
     ));
-    let (chain, key) = shared.pki.server_identity(&shared.settings.raw.server_names)?;
+    let (chain, key) = shared
+        .pki
+        .server_identity(&shared.settings.raw.server_names)?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| tls_err(&e))?
@@ -87,8 +95,7 @@ fn quinn_server_config(shared: &Shared) -> Result<quinn::ServerConfig, StartErro
         .with_single_cert(chain, key)
         .map_err(|e| tls_err(&e))?;
     tls.alpn_protocols = vec![protocol::ALPN.to_vec()];
-    let crypto =
-        quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| tls_err(&e))?;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| tls_err(&e))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     transport
@@ -195,7 +202,10 @@ impl Collector {
         let mut tasks = vec![tokio::spawn(accept_loop(endpoint.clone(), shared.clone()))];
         // Cron has one-second resolution; waking on agent connects covers the rest.
         tasks.push(tokio::spawn(
-            shared.scheduler.clone().run(std::time::Duration::from_secs(1)),
+            shared
+                .scheduler
+                .clone()
+                .run(std::time::Duration::from_secs(1)),
         ));
         // Findings are derived off the ack path, woken after each stored batch.
         tasks.push(
@@ -213,6 +223,38 @@ impl Collector {
         )
         .with_schedules(shared.scheduler.schedules(), shared.scheduler.clock())
         .with_findings(shared.findings.clone());
+        // Console accounts live in the same sled database as everything else.
+        let accounts = console_api::account_store(shared.store.as_ref())
+            .transpose()
+            .map_err(|e| StartError::Console(e.to_string()))?;
+        let admin = match &accounts {
+            Some(a) => admin.with_accounts(a.clone()),
+            None => admin,
+        };
+        let mut console_addr = None;
+        match (shared.settings.console_listen, &accounts) {
+            (Some(addr), Some(a)) => {
+                let ops = Arc::new(console_api::ConsoleOps::new(
+                    admin.clone(),
+                    shared.store.clone(),
+                ));
+                let state = console::ConsoleState::new(a.clone(), ops);
+                let (local, task) =
+                    console_api::serve(addr, state)
+                        .await
+                        .map_err(|source| StartError::Bind {
+                            what: "console listener",
+                            addr: addr.to_string(),
+                            source,
+                        })?;
+                console_addr = Some(local);
+                tasks.push(task);
+            }
+            (Some(_), None) => {
+                tracing::warn!("console API disabled: it needs the sled store");
+            }
+            (None, _) => {}
+        }
         tasks.push(
             admin_socket::serve(&sock, admin).map_err(|source| StartError::Bind {
                 what: "admin socket",
@@ -222,14 +264,13 @@ impl Collector {
         );
         let mut metrics_addr = None;
         if let Some(addr) = shared.settings.metrics_listen {
-            let listener =
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| StartError::Bind {
-                        what: "metrics listener",
-                        addr: addr.to_string(),
-                        source,
-                    })?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    what: "metrics listener",
+                    addr: addr.to_string(),
+                    source,
+                })?;
             metrics_addr = listener.local_addr().ok();
             let s = shared.clone();
             let app = axum::Router::new().route(
@@ -237,11 +278,10 @@ impl Collector {
                 axum::routing::get(move || {
                     let s = s.clone();
                     async move {
-                        let body = tokio::task::spawn_blocking(move || {
-                            s.metrics.render(s.store.as_ref())
-                        })
-                        .await
-                        .unwrap_or_default();
+                        let body =
+                            tokio::task::spawn_blocking(move || s.metrics.render(s.store.as_ref()))
+                                .await
+                                .unwrap_or_default();
                         (
                             [(
                                 axum::http::header::CONTENT_TYPE,
@@ -262,6 +302,8 @@ impl Collector {
             shared,
             endpoint,
             metrics_addr,
+            console_addr,
+            accounts,
             tasks,
         })
     }
@@ -278,9 +320,19 @@ impl Collector {
         self.metrics_addr
     }
 
+    /// Address of the console HTTP API, if enabled.
+    pub fn console_addr(&self) -> Option<SocketAddr> {
+        self.console_addr
+    }
+
+    /// The console account store (present on the sled store).
+    pub fn accounts(&self) -> Option<Arc<dyn console::AccountStore>> {
+        self.accounts.clone()
+    }
+
     /// Administrative operations on this collector.
     pub fn admin(&self) -> Admin {
-        Admin::new(
+        let admin = Admin::new(
             self.shared.store.clone(),
             self.shared.pki.clone(),
             self.shared.settings.token_ttl,
@@ -290,7 +342,11 @@ impl Collector {
             self.shared.scheduler.schedules(),
             self.shared.scheduler.clock(),
         )
-        .with_findings(self.shared.findings.clone())
+        .with_findings(self.shared.findings.clone());
+        match &self.accounts {
+            Some(a) => admin.with_accounts(a.clone()),
+            None => admin,
+        }
     }
 
     /// The findings pipeline (search, suppression, changes, posture).
@@ -324,11 +380,8 @@ impl Collector {
         for t in &self.tasks {
             t.abort();
         }
-        let _ = tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            self.endpoint.wait_idle(),
-        )
-        .await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.endpoint.wait_idle())
+            .await;
         let _ = std::fs::remove_file(admin_socket::socket_path(
             &self.shared.settings.raw.data_dir,
         ));
@@ -352,11 +405,17 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
                 }
             };
             Metrics::inc(&shared.metrics.connections_total);
-            shared.metrics.connections_active.fetch_add(1, Ordering::Relaxed);
+            shared
+                .metrics
+                .connections_active
+                .fetch_add(1, Ordering::Relaxed);
             if let Err(e) = session::run(shared.clone(), conn).await {
                 tracing::warn!("session with {remote} ended: {e}");
             }
-            shared.metrics.connections_active.fetch_sub(1, Ordering::Relaxed);
+            shared
+                .metrics
+                .connections_active
+                .fetch_sub(1, Ordering::Relaxed);
         });
     }
 }

@@ -30,6 +30,7 @@ pub fn settings(data_dir: &Path, listen: SocketAddr) -> Settings {
         listen,
         data_dir: data_dir.to_path_buf(),
         metrics_listen: String::new(),
+        console_listen: String::new(),
         ..CollectorConfig::default()
     }
     .validate()

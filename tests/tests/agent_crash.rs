@@ -71,6 +71,7 @@ async fn agent_sigkill_loses_and_duplicates_nothing() {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().join("c"),
         metrics_listen: String::new(),
+        console_listen: String::new(),
         tenants,
         ..CollectorConfig::default()
     }

@@ -17,6 +17,7 @@ async fn agent_renews_its_certificate_and_reconnects_with_it() {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().join("c"),
         metrics_listen: String::new(),
+        console_listen: String::new(),
         agent_cert_lifetime: "1m".into(),
         ..CollectorConfig::default()
     }

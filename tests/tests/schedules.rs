@@ -93,6 +93,7 @@ async fn start(dir: &Path, port: u16, jobs: Vec<JobConfig>, clock: Arc<ManualClo
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
         metrics_listen: String::new(),
+        console_listen: String::new(),
         tenants,
         ..CollectorConfig::default()
     }

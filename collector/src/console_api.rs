@@ -1,0 +1,206 @@
+//! Glue between the collector and the console crate: the collector implements
+//! [`console::Operations`] with its [`Admin`] operations, gives the console its
+//! account trees inside the same sled database, and serves the console router.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use console::audit::AuditDraft;
+use console::{AccountStore, OpsError, SledAccounts};
+use protocol::{AgentId, TenantId};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::admin::{Admin, AdminError};
+use crate::store::Store;
+use crate::time::now_ms;
+
+/// The collector's operations as the console API sees them.
+pub struct ConsoleOps {
+    admin: Admin,
+    store: Arc<dyn Store>,
+}
+
+impl ConsoleOps {
+    /// Operations over a running collector's admin handle and store.
+    pub fn new(admin: Admin, store: Arc<dyn Store>) -> Self {
+        Self { admin, store }
+    }
+}
+
+fn ops_err(e: impl std::fmt::Display) -> OpsError {
+    OpsError(e.to_string())
+}
+
+fn to_json(v: impl Serialize) -> Result<Value, OpsError> {
+    serde_json::to_value(v).map_err(ops_err)
+}
+
+impl console::Operations for ConsoleOps {
+    fn list_agents(&self, tenant: &TenantId) -> Result<Value, OpsError> {
+        to_json(self.admin.list_agents(Some(tenant)).map_err(ops_err)?)
+    }
+
+    fn revoke_agent(&self, tenant: &TenantId, agent: &str) -> Result<Option<Value>, OpsError> {
+        let Ok(agent) = AgentId::new(agent) else {
+            return Ok(None);
+        };
+        // Only an agent of this tenant may be revoked through this tenant.
+        match self.store.agent(&agent).map_err(ops_err)? {
+            Some(rec) if &rec.tenant == tenant => {}
+            _ => return Ok(None),
+        }
+        to_json(self.admin.revoke_agent(&agent).map_err(ops_err)?).map(Some)
+    }
+
+    fn create_token(&self, tenant: &TenantId, ttl: Option<Duration>) -> Result<Value, OpsError> {
+        to_json(self.admin.create_token(tenant, ttl).map_err(ops_err)?)
+    }
+
+    fn stats(&self, tenant: &TenantId) -> Result<Value, OpsError> {
+        let all = self.admin.stats().map_err(ops_err)?;
+        to_json(all.get(tenant).cloned().unwrap_or_default())
+    }
+
+    fn records(&self, tenant: &TenantId, limit: usize) -> Result<Value, OpsError> {
+        to_json(self.admin.recent_records(tenant, limit).map_err(ops_err)?)
+    }
+}
+
+/// The console's account store inside the collector's database, when it is sled.
+pub fn account_store(store: &dyn Store) -> Option<Result<Arc<dyn AccountStore>, AdminError>> {
+    let db = store.sled_db()?;
+    Some(
+        SledAccounts::open(&db)
+            .map(|a| Arc::new(a) as Arc<dyn AccountStore>)
+            .map_err(|e| AdminError::Refused(e.to_string())),
+    )
+}
+
+/// Binds the console listener and serves the API until the task is aborted.
+pub async fn serve(
+    addr: SocketAddr,
+    state: console::ConsoleState,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    // Connect info gives handlers the peer address for per-address login limits.
+    let app = console::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("console API server stopped: {e}");
+        }
+    });
+    Ok((local, task))
+}
+
+/// Account and audit requests of the admin socket and CLI.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AccountRequest {
+    /// Create a user (or reuse one with that email) with a role in a tenant.
+    CreateUser {
+        /// Login email.
+        email: String,
+        /// Tenant to join (created on first use).
+        tenant: TenantId,
+        /// Role in that tenant.
+        role: console::Role,
+        /// Password for a new user.
+        password: Option<String>,
+    },
+    /// Verify the audit hash chain of one tenant or of all.
+    AuditVerify {
+        /// Only this tenant.
+        tenant: Option<TenantId>,
+    },
+}
+
+/// Answer to [`AccountRequest::CreateUser`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedUser {
+    /// User id.
+    pub user_id: String,
+    /// Normalised email.
+    pub email: String,
+    /// Tenant joined.
+    pub tenant: TenantId,
+    /// Role granted.
+    pub role: console::Role,
+    /// Whether the user was new.
+    pub created: bool,
+}
+
+/// Appends a CLI action to a tenant's audit log.
+pub fn audit_cli(
+    accounts: &dyn AccountStore,
+    tenant: &TenantId,
+    action: &str,
+    target: &str,
+    details: Value,
+) -> Result<(), AdminError> {
+    accounts
+        .append_audit(
+            tenant,
+            AuditDraft {
+                time_ms: now_ms(),
+                actor: "cli".into(),
+                action: action.into(),
+                target: target.into(),
+                details,
+            },
+        )
+        .map(|_| ())
+        .map_err(|e| AdminError::Refused(format!("audit log: {e}")))
+}
+
+/// Runs an account request against the account store.
+pub fn handle(accounts: &dyn AccountStore, req: AccountRequest) -> Result<Value, AdminError> {
+    let refused = |e: console::AccountError| AdminError::Refused(e.to_string());
+    match req {
+        AccountRequest::CreateUser {
+            email,
+            tenant,
+            role,
+            password,
+        } => {
+            let (user, created) = console::accounts::create_user_with_membership(
+                accounts,
+                &email,
+                password.as_deref(),
+                &tenant,
+                role,
+                now_ms(),
+            )
+            .map_err(refused)?;
+            audit_cli(
+                accounts,
+                &tenant,
+                "member.set",
+                &user.email,
+                serde_json::json!({ "role": role, "user_created": created }),
+            )?;
+            accounts.flush().map_err(refused)?;
+            to_json(CreatedUser {
+                user_id: user.id,
+                email: user.email,
+                tenant,
+                role,
+                created,
+            })
+            .map_err(|e| AdminError::Socket(e.0))
+        }
+        AccountRequest::AuditVerify { tenant } => {
+            let tenants = match tenant {
+                Some(t) => vec![t],
+                None => accounts.audit_tenants().map_err(refused)?,
+            };
+            let mut reports = Vec::new();
+            for t in &tenants {
+                reports.push(console::audit::verify(accounts, t).map_err(refused)?);
+            }
+            to_json(reports).map_err(|e| AdminError::Socket(e.0))
+        }
+    }
+}
