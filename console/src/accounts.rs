@@ -193,6 +193,8 @@ pub trait AccountStore: Send + Sync + 'static {
     fn session(&self, id_hash: [u8; 32]) -> AccountResult<Option<Session>>;
     /// Deletes a session.
     fn delete_session(&self, id_hash: [u8; 32]) -> AccountResult<()>;
+    /// Deletes every session expired at `now_ms`; returns how many.
+    fn prune_sessions(&self, now_ms: u64) -> AccountResult<usize>;
 
     /// Appends to a tenant's hash-chained audit log atomically; returns the entry.
     fn append_audit(&self, tenant: &TenantId, draft: AuditDraft) -> AccountResult<AuditEntry>;

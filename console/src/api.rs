@@ -428,6 +428,11 @@ async fn login(State(state): State<ConsoleState>, req: Request) -> Result<Respon
     let hash = secret_hash(&sid);
     let s = state.clone();
     let answer = blocking(move || {
+        // Sessions that expired unused would otherwise pile up; logins are rare enough to sweep.
+        let pruned = s.inner.accounts.prune_sessions(created_ms)?;
+        if pruned > 0 {
+            tracing::debug!(pruned, "expired console sessions removed");
+        }
         s.inner.accounts.put_session(hash, &session)?;
         tenants_of(
             s.inner.accounts.as_ref(),

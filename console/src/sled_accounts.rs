@@ -223,6 +223,20 @@ impl AccountStore for SledAccounts {
         Ok(())
     }
 
+    fn prune_sessions(&self, now_ms: u64) -> AccountResult<usize> {
+        let mut n = 0;
+        for kv in self.sessions.iter() {
+            let (k, v) = kv.map_err(backend)?;
+            // An unreadable session can never authenticate; drop it too.
+            let expired = decode::<Session>(&k, &v).map_or(true, |s| s.expires_ms <= now_ms);
+            if expired {
+                self.sessions.remove(&k).map_err(backend)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     fn append_audit(&self, tenant: &TenantId, draft: AuditDraft) -> AccountResult<AuditEntry> {
         let head_key = tenant.as_str().as_bytes();
         // Head and entry are written in one transaction, so concurrent appends

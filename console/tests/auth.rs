@@ -114,6 +114,22 @@ async fn logout_ends_the_session_and_expired_sessions_are_refused() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(f.accounts.session(secret_hash(sid)).unwrap().is_none());
 
+    // Expired sessions nobody presents again are swept at the next login.
+    let sid2 = "expired-and-forgotten";
+    let user = f
+        .accounts
+        .user_by_email("viewer@acme.test")
+        .unwrap()
+        .unwrap();
+    let old = Session {
+        user_id: user.id,
+        created_ms: 1,
+        expires_ms: 2,
+    };
+    f.accounts.put_session(secret_hash(sid2), &old).unwrap();
+    f.login("admin@acme.test").await;
+    assert!(f.accounts.session(secret_hash(sid2)).unwrap().is_none());
+
     // A made-up session id is refused.
     let r = f
         .call(
