@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::admin::{Admin, AdminError};
-use crate::store::Store;
+use crate::store::{RunFilter, Store};
 use crate::time::now_ms;
 
 /// The collector's operations as the console API sees them.
@@ -65,6 +65,19 @@ impl console::Operations for ConsoleOps {
 
     fn records(&self, tenant: &TenantId, limit: usize) -> Result<Value, OpsError> {
         to_json(self.admin.recent_records(tenant, limit).map_err(ops_err)?)
+    }
+
+    fn schedules(&self, tenant: &TenantId) -> Result<Value, OpsError> {
+        to_json(self.admin.list_schedules(Some(tenant)).map_err(ops_err)?)
+    }
+
+    fn runs(&self, tenant: &TenantId, limit: usize) -> Result<Value, OpsError> {
+        let filter = RunFilter {
+            tenant: Some(tenant.clone()),
+            agent: None,
+            limit: Some(limit),
+        };
+        to_json(self.admin.list_runs(&filter).map_err(ops_err)?)
     }
 }
 

@@ -145,12 +145,14 @@ async fn bootstrap_admin_logs_in_and_actions_are_audited() {
                 None,
             ),
             http(addr, "GET", "/api/v1/tenants/other/agents", c, None),
+            http(addr, "GET", "/api/v1/tenants/acme/schedules", c, None),
+            http(addr, "GET", "/api/v1/tenants/acme/runs?limit=10", c, None),
         ]
     })
     .await
     .unwrap();
     let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
-    assert_eq!(statuses, [201, 200, 200, 200, 404, 404]);
+    assert_eq!(statuses, [201, 200, 200, 200, 404, 404, 200, 200]);
     let token = answers[0].body["token"].as_str().unwrap();
     assert!(token.starts_with("vgt_"));
     assert_eq!(
@@ -160,6 +162,11 @@ async fn bootstrap_admin_logs_in_and_actions_are_audited() {
     assert_eq!(answers[1].body, json!([]));
     assert_eq!(answers[2].body["records"], 0);
     assert_eq!(answers[5].body["error"]["code"], "not_found");
+    // No collector-scheduled jobs are configured, so no schedules and no runs.
+    assert_eq!(
+        (&answers[6].body, &answers[7].body),
+        (&json!([]), &json!([]))
+    );
 
     // The enrolment token from the API is a real one: the store accepts it once.
     let hash = collector::admin::token_hash(token);

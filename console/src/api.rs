@@ -44,6 +44,10 @@ pub trait Operations: Send + Sync + 'static {
     fn stats(&self, tenant: &TenantId) -> Result<Value, OpsError>;
     /// Newest stored records of a tenant.
     fn records(&self, tenant: &TenantId, limit: usize) -> Result<Value, OpsError>;
+    /// Collector-scheduled scan jobs of a tenant with their next due time.
+    fn schedules(&self, tenant: &TenantId) -> Result<Value, OpsError>;
+    /// Scan runs of a tenant, newest first.
+    fn runs(&self, tenant: &TenantId, limit: usize) -> Result<Value, OpsError>;
 }
 
 /// Everything the API handlers share.
@@ -293,6 +297,8 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/tokens", post(create_token))
         .route("/stats", get(stats))
         .route("/records", get(records))
+        .route("/schedules", get(schedules))
+        .route("/runs", get(runs))
         .route("/api-keys", get(list_api_keys).post(create_api_key))
         .route("/api-keys/{key}", delete(delete_api_key))
         .route("/members", get(list_members).post(set_member))
@@ -568,6 +574,36 @@ async fn records(
     blocking(move || {
         Ok(axum::Json(
             state.inner.ops.records(&sc.tenant, limit as usize)?,
+        ))
+    })
+    .await
+}
+
+async fn schedules(
+    State(state): State<ConsoleState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    let sc = with_scope(&state, headers, tenant, Role::Viewer).await?;
+    blocking(move || Ok(axum::Json(state.inner.ops.schedules(&sc.tenant)?))).await
+}
+
+async fn runs(
+    State(state): State<ConsoleState>,
+    Path(tenant): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    let sc = with_scope(&state, headers, tenant, Role::Viewer).await?;
+    let limit = query_number(&q, "limit")?.unwrap_or(50);
+    if limit == 0 || limit > MAX_RECORDS as u64 {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_RECORDS}"
+        )));
+    }
+    blocking(move || {
+        Ok(axum::Json(
+            state.inner.ops.runs(&sc.tenant, limit as usize)?,
         ))
     })
     .await

@@ -123,6 +123,22 @@ pub const ROUTES: &[RouteDoc] = &[
     ),
     r(
         "get",
+        "/api/v1/tenants/{tenant}/schedules",
+        "Collector-scheduled scan jobs with their next due time",
+        Some("viewer"),
+        200,
+        None,
+    ),
+    r(
+        "get",
+        "/api/v1/tenants/{tenant}/runs",
+        "Scan runs, newest first (?limit=1..1000)",
+        Some("viewer"),
+        200,
+        None,
+    ),
+    r(
+        "get",
         "/api/v1/tenants/{tenant}/api-keys",
         "API keys (without secrets)",
         Some("auditor"),

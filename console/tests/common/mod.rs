@@ -81,6 +81,18 @@ impl Operations for TestOps {
         Ok(json!({ "agents": n }))
     }
 
+    fn schedules(&self, tenant: &TenantId) -> Result<Value, OpsError> {
+        Ok(json!([{ "tenant": tenant, "job_id": "nightly" }]))
+    }
+
+    fn runs(&self, tenant: &TenantId, limit: usize) -> Result<Value, OpsError> {
+        Ok(Value::Array(
+            (0..limit.min(2))
+                .map(|i| json!({ "tenant": tenant, "run_id": i }))
+                .collect(),
+        ))
+    }
+
     fn records(&self, tenant: &TenantId, limit: usize) -> Result<Value, OpsError> {
         Ok(Value::Array(
             (0..limit.min(3))
