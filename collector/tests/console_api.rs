@@ -9,8 +9,9 @@ use collector::Collector;
 use collector::admin::AdminRequest;
 use collector::config::CollectorConfig;
 use collector::console_api::AccountRequest;
+use collector::store::AgentRecord;
 use console::audit::VerifyReport;
-use protocol::TenantId;
+use protocol::{AgentId, TenantId};
 use serde_json::{Value, json};
 
 struct Answer {
@@ -84,6 +85,25 @@ async fn bootstrap_admin_logs_in_and_actions_are_audited() {
     let addr = collector.console_addr().expect("console API listening");
     let admin = collector.admin();
     let acme = TenantId::new("acme").unwrap();
+    // Two enrolled agents, one in another tenant (enrolment itself is tested end to end elsewhere).
+    for (tenant, agent) in [
+        ("acme", "ag-00000000000000a1"),
+        ("other", "ag-00000000000000b1"),
+    ] {
+        collector
+            .store()
+            .put_agent(&AgentRecord {
+                tenant: TenantId::new(tenant).unwrap(),
+                agent: AgentId::new(agent).unwrap(),
+                hostname: format!("{tenant}-host"),
+                signing_key: [7; 32],
+                enrolled_ms: 1,
+                cert_not_after_ms: u64::MAX,
+                revoked_ms: None,
+                last_seen_ms: 2,
+            })
+            .unwrap();
+    }
 
     // First-run bootstrap, as `collector user create` sends it.
     let created = admin
@@ -146,25 +166,78 @@ async fn bootstrap_admin_logs_in_and_actions_are_audited() {
             ),
             http(addr, "GET", "/api/v1/tenants/other/agents", c, None),
             http(addr, "GET", "/api/v1/tenants/acme/schedules", c, None),
+            // Another tenant's agent through our tenant: 404, and it stays enrolled.
+            http(
+                addr,
+                "POST",
+                "/api/v1/tenants/acme/agents/ag-00000000000000b1/revoke",
+                c,
+                None,
+            ),
+            http(
+                addr,
+                "POST",
+                "/api/v1/tenants/acme/agents/ag-00000000000000a1/revoke",
+                c,
+                None,
+            ),
             http(addr, "GET", "/api/v1/tenants/acme/runs?limit=10", c, None),
         ]
     })
     .await
     .unwrap();
     let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
-    assert_eq!(statuses, [201, 200, 200, 200, 404, 404, 200, 200]);
+    assert_eq!(statuses, [201, 200, 200, 200, 404, 404, 200, 404, 200, 200]);
     let token = answers[0].body["token"].as_str().unwrap();
     assert!(token.starts_with("vgt_"));
     assert_eq!(
         answers[0].body["ca_fingerprint"],
         collector.ca_fingerprint()
     );
-    assert_eq!(answers[1].body, json!([]));
+    let listed: Vec<&str> = answers[1]
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["agent"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["ag-00000000000000a1"]);
+    assert!(answers[8].body["revoked_ms"].is_u64());
+    let store = collector.store();
+    assert!(
+        store
+            .agent(&AgentId::new("ag-00000000000000b1").unwrap())
+            .unwrap()
+            .unwrap()
+            .revoked_ms
+            .is_none()
+    );
+    assert!(
+        store
+            .agent(&AgentId::new("ag-00000000000000a1").unwrap())
+            .unwrap()
+            .unwrap()
+            .revoked_ms
+            .is_some()
+    );
+    // Collector answers match the schemas the OpenAPI document promises.
+    let t = "/api/v1/tenants/{tenant}";
+    for (i, method, path) in [
+        (0, "post", "/tokens"),
+        (1, "get", "/agents"),
+        (2, "get", "/stats"),
+        (3, "get", "/records"),
+        (6, "get", "/schedules"),
+        (8, "post", "/agents/{agent}/revoke"),
+        (9, "get", "/runs"),
+    ] {
+        console::openapi::check_response(method, &format!("{t}{path}"), &answers[i].body).unwrap();
+    }
     assert_eq!(answers[2].body["records"], 0);
     assert_eq!(answers[5].body["error"]["code"], "not_found");
     // No collector-scheduled jobs are configured, so no schedules and no runs.
     assert_eq!(
-        (&answers[6].body, &answers[7].body),
+        (&answers[6].body, &answers[9].body),
         (&json!([]), &json!([]))
     );
 
@@ -183,7 +256,8 @@ async fn bootstrap_admin_logs_in_and_actions_are_audited() {
         [
             ("cli", "member.set"),
             ("cli", "token.create"),
-            ("user:root@acme.test", "token.create")
+            ("user:root@acme.test", "token.create"),
+            ("user:root@acme.test", "agent.revoke"),
         ]
     );
     let v = admin
@@ -193,6 +267,6 @@ async fn bootstrap_admin_logs_in_and_actions_are_audited() {
         .unwrap();
     let reports: Vec<VerifyReport> = serde_json::from_value(v).unwrap();
     assert_eq!(reports.len(), 1);
-    assert!(reports[0].ok() && reports[0].entries == 3, "{reports:?}");
+    assert!(reports[0].ok() && reports[0].entries == 4, "{reports:?}");
     collector.shutdown().await;
 }

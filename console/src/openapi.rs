@@ -187,6 +187,157 @@ pub const ROUTES: &[RouteDoc] = &[
     ),
 ];
 
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn array_of(name: &str) -> Value {
+    json!({ "type": "array", "items": schema_ref(name) })
+}
+
+/// Success body of a route, by what it returns.
+pub fn response_schema(rd: &RouteDoc) -> Value {
+    let tail = rd.path.rsplit('/').next().unwrap_or_default();
+    match (rd.method, tail) {
+        ("post", "login") | ("get", "me") => schema_ref("Me"),
+        ("get", "agents") => array_of("Agent"),
+        ("post", "revoke") => schema_ref("AgentRecord"),
+        ("post", "tokens") => schema_ref("CreatedToken"),
+        ("get", "stats") => schema_ref("TenantStats"),
+        ("get", "records") => array_of("Record"),
+        ("get", "schedules") => array_of("Schedule"),
+        ("get", "runs") => array_of("Run"),
+        ("get", "api-keys") => array_of("ApiKey"),
+        ("post", "api-keys") => schema_ref("CreatedApiKey"),
+        ("get", "members") => array_of("Member"),
+        ("post", "members") => schema_ref("Member"),
+        ("get", "audit") => array_of("AuditEntry"),
+        ("get", "openapi.json") => json!({ "type": "object" }),
+        _ => json!({}),
+    }
+}
+
+/// An object schema with every listed property required.
+fn object(props: &[(&str, Value)]) -> Value {
+    let required: Vec<&str> = props.iter().map(|(k, _)| *k).collect();
+    let properties: Map<String, Value> = props
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    json!({ "type": "object", "required": required, "properties": properties })
+}
+
+fn response_schemas() -> Map<String, Value> {
+    let s = || json!({ "type": "string" });
+    let n = || json!({ "type": "integer", "minimum": 0 });
+    let opt_n = || json!({ "type": ["integer", "null"], "minimum": 0 });
+    let role = || schema_ref("Role");
+    let agent_record = [
+        ("tenant", s()),
+        ("agent", s()),
+        ("hostname", s()),
+        ("enrolled_ms", n()),
+        ("cert_not_after_ms", n()),
+        ("revoked_ms", opt_n()),
+        ("last_seen_ms", n()),
+    ];
+    let mut agent = agent_record.to_vec();
+    agent.push((
+        "delivery",
+        object(&[("last_sequence", n()), ("batches", n()), ("records", n())]),
+    ));
+    agent.push(("online", json!({ "type": "boolean" })));
+    let api_key = [
+        ("id", s()),
+        ("name", s()),
+        ("role", role()),
+        ("tenant", s()),
+        ("created_by", s()),
+        ("created_ms", n()),
+    ];
+    let mut created_key = api_key.to_vec();
+    created_key.push((
+        "key",
+        json!({ "type": "string", "description": "vgk_<id>_<secret>, shown once" }),
+    ));
+    let mut m = Map::new();
+    let mut put = |k: &str, v: Value| {
+        m.insert(k.to_string(), v);
+    };
+    put(
+        "Me",
+        json!({
+            "type": "object", "required": ["tenants"],
+            "properties": {
+                "user": object(&[("id", s()), ("email", s())]),
+                "api_key": object(&[("id", s()), ("name", s())]),
+                "tenants": { "type": "array", "items": object(&[("tenant", s()), ("role", role())]) }
+            }
+        }),
+    );
+    put("AgentRecord", object(&agent_record));
+    put("Agent", object(&agent));
+    put(
+        "CreatedToken",
+        object(&[
+            ("token", s()),
+            ("tenant", s()),
+            ("expires_ms", n()),
+            ("ca_fingerprint", s()),
+        ]),
+    );
+    put(
+        "TenantStats",
+        object(&[
+            ("agents", n()),
+            ("revoked", n()),
+            ("batches", n()),
+            ("records", n()),
+        ]),
+    );
+    put(
+        "Record",
+        object(&[
+            ("agent", s()),
+            ("sequence", n()),
+            ("received_ms", n()),
+            ("record", json!({ "type": "object" })),
+        ]),
+    );
+    put(
+        "Schedule",
+        json!({ "type": "object", "description": "a collector-scheduled job: schedule, windows, time zone, next due time, pending runs" }),
+    );
+    put(
+        "Run",
+        json!({ "type": "object", "description": "one scan run: status, scheduled/dispatched/started/finished times, observations, error" }),
+    );
+    put("ApiKey", object(&api_key));
+    put("CreatedApiKey", object(&created_key));
+    put(
+        "Member",
+        object(&[("user_id", s()), ("email", s()), ("role", role())]),
+    );
+    put(
+        "AuditEntry",
+        object(&[
+            ("tenant", s()),
+            ("seq", n()),
+            ("time_ms", n()),
+            ("actor", s()),
+            ("action", s()),
+            ("target", s()),
+            (
+                "details",
+                json!({ "type": "string", "description": "compact JSON, hashed as stored" }),
+            ),
+            ("prev_hash", s()),
+            ("hash", s()),
+        ]),
+    );
+    m
+}
+
 fn error_response(description: &str) -> Value {
     json!({
         "description": description,
@@ -215,7 +366,10 @@ fn operation(rd: &RouteDoc) -> Value {
     let ok = if rd.success == 204 {
         json!({ "description": "done" })
     } else {
-        json!({ "description": "success", "content": { "application/json": { "schema": {} } } })
+        json!({
+            "description": "success",
+            "content": { "application/json": { "schema": response_schema(rd) } }
+        })
     };
     responses.insert(rd.success.to_string(), ok);
     if rd.body.is_some() || rd.summary.contains('=') {
@@ -268,7 +422,7 @@ pub fn document() -> Value {
             .or_insert_with(|| json!({}));
         item[rd.method] = operation(rd);
     }
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "vigil console API",
@@ -313,5 +467,83 @@ pub fn document() -> Value {
                 }
             }
         }
-    })
+    });
+    if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
+        schemas.extend(response_schemas());
+    }
+    doc
+}
+
+/// Checks `value` against `schema` of this document (the subset it uses:
+/// `$ref`, `type`, `required`, `properties`, `items`, `enum`); the error names
+/// the first offending location. Tests use it to keep the document honest.
+pub fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+    if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+        let name = r.rsplit('/').next().unwrap_or_default();
+        let target = &doc["components"]["schemas"][name];
+        if target.is_null() {
+            return Err(format!("{at}: unknown schema {r}"));
+        }
+        return conforms(doc, target, value, at);
+    }
+    let type_ok = |t: &str| match t {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "integer" => value.is_u64() || value.is_i64(),
+        "number" => value.is_number(),
+        "boolean" => value.is_boolean(),
+        "null" => value.is_null(),
+        _ => false,
+    };
+    match schema.get("type") {
+        Some(Value::String(t)) if !type_ok(t) => {
+            return Err(format!("{at}: expected {t}, got {value}"));
+        }
+        Some(Value::Array(ts)) if !ts.iter().filter_map(Value::as_str).any(type_ok) => {
+            return Err(format!("{at}: expected one of {ts:?}, got {value}"));
+        }
+        _ => {}
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+        && !allowed.contains(value)
+    {
+        return Err(format!("{at}: {value} not in {allowed:?}"));
+    }
+    if let Some(obj) = value.as_object() {
+        for key in schema["required"].as_array().into_iter().flatten() {
+            let key = key.as_str().unwrap_or_default();
+            if !obj.contains_key(key) {
+                return Err(format!("{at}: missing {key}"));
+            }
+        }
+        if let Some(props) = schema["properties"].as_object() {
+            for (k, s) in props {
+                if let Some(v) = obj.get(k) {
+                    conforms(doc, s, v, &format!("{at}.{k}"))?;
+                }
+            }
+        }
+    }
+    if let (Some(items), Some(arr)) = (schema.get("items"), value.as_array()) {
+        for (i, v) in arr.iter().enumerate() {
+            conforms(doc, items, v, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks a success answer of `method path` (as documented) against its schema.
+pub fn check_response(method: &str, path: &str, value: &Value) -> Result<(), String> {
+    let doc = document();
+    let rd = ROUTES
+        .iter()
+        .find(|r| r.method == method && r.path == path)
+        .ok_or_else(|| format!("{method} {path} is not documented"))?;
+    conforms(
+        &doc,
+        &response_schema(rd),
+        value,
+        &format!("{method} {path}"),
+    )
 }

@@ -293,3 +293,60 @@ async fn openapi_documents_exactly_the_routes_the_router_serves() {
         (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
     );
 }
+
+#[tokio::test]
+async fn console_owned_answers_match_their_documented_schemas() {
+    let f = Fixture::new();
+    let r = f
+        .call(
+            Method::POST,
+            "/api/v1/login",
+            &Auth::None,
+            Some(json!({ "email": "msp@staff.test", "password": common::PASSWORD })),
+        )
+        .await;
+    console::openapi::check_response("post", "/api/v1/login", &r.body).unwrap();
+    let admin = Auth::Cookie(f.login("admin@acme.test").await);
+    let key = Auth::Bearer(f.api_key("acme", Role::Auditor).1);
+    for auth in [&admin, &key] {
+        let r = f.call(Method::GET, "/api/v1/me", auth, None).await;
+        console::openapi::check_response("get", "/api/v1/me", &r.body).unwrap();
+    }
+    let base = "/api/v1/tenants/{tenant}";
+    let calls = [
+        (
+            "post",
+            "/api-keys",
+            Some(json!({ "name": "ci", "role": "auditor" })),
+        ),
+        ("get", "/api-keys", None),
+        (
+            "post",
+            "/members",
+            Some(json!({ "email": "n@acme.test", "role": "viewer", "password": "long enough pw" })),
+        ),
+        ("get", "/members", None),
+        ("get", "/audit", None),
+    ];
+    for (method, path, body) in calls {
+        let uri = format!("/api/v1/tenants/acme{path}");
+        let r = f
+            .call(method.to_uppercase().parse().unwrap(), &uri, &admin, body)
+            .await;
+        assert!(r.status.is_success(), "{method} {uri}: {}", r.body);
+        if r.body.is_array() {
+            assert!(
+                !r.body.as_array().unwrap().is_empty(),
+                "{method} {uri} answered nothing to check"
+            );
+        }
+        console::openapi::check_response(method, &format!("{base}{path}"), &r.body).unwrap();
+    }
+    // The checker itself refuses a wrong shape.
+    let bad = json!([{ "user_id": "u-1", "email": "x", "role": "superuser" }]);
+    assert!(
+        console::openapi::check_response("get", "/api/v1/tenants/{tenant}/members", &bad).is_err()
+    );
+    let bad = json!({ "tenants": [{ "tenant": "acme" }] });
+    assert!(console::openapi::check_response("get", "/api/v1/me", &bad).is_err());
+}
