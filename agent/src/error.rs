@@ -31,6 +31,11 @@ pub enum AgentError {
     /// The collector refused the handshake (certificate rejected).
     #[error("collector rejected our certificate: {0}")]
     CertificateRejected(String),
+    /// The collector refused our certificate because it has expired.
+    #[error(
+        "the collector refused our certificate because it has expired (or one of the clocks is wrong); enrol the agent again with a new token ({0})"
+    )]
+    CertificateExpired(String),
     /// We refused the collector's certificate (wrong fingerprint or CA).
     #[error("the collector's certificate is not trusted: {0}")]
     ServerUntrusted(String),

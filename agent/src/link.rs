@@ -10,6 +10,8 @@ use crate::error::AgentError;
 
 /// TLS alert `certificate_revoked` as carried in a QUIC CRYPTO_ERROR.
 const ALERT_CERTIFICATE_REVOKED: u8 = 44;
+/// TLS alert `certificate_expired`.
+const ALERT_CERTIFICATE_EXPIRED: u8 = 45;
 
 /// Resolves `host:port` (or `[v6]:port`) to an address and the TLS server name.
 pub async fn resolve(collector: &str) -> Result<(SocketAddr, String), AgentError> {
@@ -65,6 +67,12 @@ pub fn classify(e: quinn::ConnectionError) -> AgentError {
             if c.error_code == quinn::TransportErrorCode::crypto(ALERT_CERTIFICATE_REVOKED) =>
         {
             AgentError::Revoked
+        }
+        // Renewal needs a live connection, so the operator must act: say so.
+        C::ConnectionClosed(c)
+            if c.error_code == quinn::TransportErrorCode::crypto(ALERT_CERTIFICATE_EXPIRED) =>
+        {
+            AgentError::CertificateExpired(e.to_string())
         }
         C::ConnectionClosed(c) if is_crypto(c.error_code) => {
             AgentError::CertificateRejected(e.to_string())
