@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end tests: an in-process or out-of-process
 //! collector on loopback, enrolled agents and a raw protocol client.
 
+pub mod fleet;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -201,7 +203,14 @@ pub struct CollectorProcess {
 impl CollectorProcess {
     /// Starts `collector serve` and waits until its admin socket answers.
     pub async fn start(data_dir: &Path, addr: SocketAddr) -> Self {
+        // Fixed-port listeners (metrics, console) would collide with other
+        // collectors on the machine: a config file turns them off.
+        let config = data_dir.with_extension("toml");
+        std::fs::write(&config, "metrics_listen = \"\"\nconsole_listen = \"\"\n")
+            .expect("write collector config");
         let child = Command::new(workspace_bin("collector"))
+            .arg("--config")
+            .arg(&config)
             .args(["--data-dir"])
             .arg(data_dir)
             .args([
@@ -255,5 +264,83 @@ impl Drop for CollectorProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A loopback UDP relay between agents and a collector that can drop every
+/// packet on demand, to simulate a network partition without touching either side.
+pub struct UdpProxy {
+    addr: SocketAddr,
+    partitioned: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl UdpProxy {
+    /// Relays datagrams arriving on a fresh loopback port to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> std::io::Result<Self> {
+        use std::collections::HashMap;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await?);
+        let addr = front.local_addr()?;
+        assert_ne!(addr.port(), 2024, "port 2024 belongs to the machine");
+        let partitioned = Arc::new(AtomicBool::new(false));
+        let cut = partitioned.clone();
+        let task = tokio::spawn(async move {
+            // One upstream socket per client address, so replies find their way back.
+            let mut routes: HashMap<SocketAddr, Arc<tokio::net::UdpSocket>> = HashMap::new();
+            let mut buf = vec![0u8; 65_536];
+            while let Ok((n, client)) = front.recv_from(&mut buf).await {
+                if cut.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let up = match routes.get(&client) {
+                    Some(s) => s.clone(),
+                    None => {
+                        let Ok(s) = tokio::net::UdpSocket::bind("127.0.0.1:0").await else {
+                            continue;
+                        };
+                        if s.connect(upstream).await.is_err() {
+                            continue;
+                        }
+                        let s = Arc::new(s);
+                        let (back, front, cut) = (s.clone(), front.clone(), cut.clone());
+                        tokio::spawn(async move {
+                            let mut buf = vec![0u8; 65_536];
+                            while let Ok(n) = back.recv(&mut buf).await {
+                                if !cut.load(Ordering::Relaxed) {
+                                    let _ = front.send_to(&buf[..n], client).await;
+                                }
+                            }
+                        });
+                        routes.insert(client, s.clone());
+                        s
+                    }
+                };
+                let _ = up.send(&buf[..n]).await;
+            }
+        });
+        Ok(Self {
+            addr,
+            partitioned,
+            task,
+        })
+    }
+
+    /// Where agents should connect.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Drops (`true`) or relays (`false`) every datagram from now on.
+    pub fn partition(&self, on: bool) {
+        self.partitioned
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for UdpProxy {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
