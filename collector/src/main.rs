@@ -10,6 +10,7 @@ use collector::admin::{
     Admin, AdminRequest, AgentSummary, CreatedToken, RecentRecord, TenantStats,
 };
 use collector::config::{CollectorConfig, parse_duration};
+use collector::findings::requests::FindingsRequest;
 use collector::pki::Pki;
 use collector::scheduler::{ScheduleSummary, Schedules};
 use collector::store::{RunRecord, SledStore, Store};
@@ -18,6 +19,10 @@ use collector::{Collector, admin_socket};
 use protocol::{AgentId, TenantId};
 
 mod accounts_cli;
+
+mod findings_cli;
+
+use findings_cli::{ChangesCommand, FindingsCommand, IndexCommand};
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +43,36 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Compliance findings: search, show, suppress.
+    Findings {
+        #[command(subcommand)]
+        command: FindingsCommand,
+    },
+    /// Change events against the accepted per-asset baselines.
+    Changes {
+        #[command(subcommand)]
+        command: ChangesCommand,
+    },
+    /// Compliance posture of a tenant against a framework, with history.
+    Posture {
+        /// Tenant.
+        #[arg(long)]
+        tenant: TenantId,
+        /// Framework key: nis2, nis2_ir, iso27001, soc2, cis.
+        #[arg(long)]
+        framework: String,
+        /// History entries to show.
+        #[arg(long, default_value_t = 10)]
+        history: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The findings search index.
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
     /// Console users (first-run bootstrap: create an admin).
     User {
         #[command(subcommand)]
@@ -208,6 +243,22 @@ async fn admin_request(config: CollectorConfig, req: AdminRequest) -> Result<ser
     let admin = match collector::console_api::account_store(store.as_ref()).transpose()? {
         Some(accounts) => admin.with_accounts(accounts),
         None => admin,
+    };
+    let admin = if matches!(req, AdminRequest::Findings(_)) {
+        // Offline: bring findings up to date with the stored batches first.
+        let rules = rules::RuleSet::builtin()?;
+        let pipeline = collector::findings::pipeline::Pipeline::open(
+            &settings.raw.data_dir,
+            store.clone(),
+            Arc::new(rules),
+            Arc::new(collector::metrics::Metrics::default()),
+            collector::findings::pipeline::PipelineOptions::default(),
+        )?;
+        let pipeline =
+            tokio::task::spawn_blocking(move || pipeline.catch_up().map(|_| pipeline)).await??;
+        admin.with_findings(Arc::new(pipeline))
+    } else {
+        admin
     };
     let value = tokio::task::spawn_blocking(move || admin.handle(req)).await??;
     store.flush()?;
@@ -453,6 +504,72 @@ async fn main() -> Result<()> {
                     );
                 }
             }
+        }
+        Command::Findings { command } => {
+            let search = matches!(command, FindingsCommand::Search { .. });
+            let (r, json) = findings_cli::findings_request(command)?;
+            let v = admin_request(config, findings_cli::req(r)).await?;
+            if json || !search {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                findings_cli::print_search(v)?;
+            }
+        }
+        Command::Changes {
+            command:
+                ChangesCommand::List {
+                    tenant,
+                    asset,
+                    limit,
+                    json,
+                },
+        } => {
+            let r = FindingsRequest::Changes {
+                tenant,
+                asset,
+                limit: Some(limit),
+            };
+            let v = admin_request(config, findings_cli::req(r)).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                findings_cli::print_changes(v)?;
+            }
+        }
+        Command::Changes {
+            command: ChangesCommand::Accept { tenant, asset },
+        } => {
+            let r = FindingsRequest::AcceptBaseline {
+                tenant,
+                asset: asset.clone(),
+            };
+            let v = admin_request(config, findings_cli::req(r)).await?;
+            let cleared = v["drift"].as_array().map_or(0, Vec::len);
+            println!("baseline of {asset} accepted ({cleared} pending changes cleared)");
+        }
+        Command::Posture {
+            tenant,
+            framework,
+            history,
+            json,
+        } => {
+            let r = FindingsRequest::Posture {
+                tenant,
+                framework,
+                history: Some(history),
+            };
+            let v = admin_request(config, findings_cli::req(r)).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                findings_cli::print_posture(v)?;
+            }
+        }
+        Command::Index {
+            command: IndexCommand::Rebuild,
+        } => {
+            let v = admin_request(config, findings_cli::req(FindingsRequest::RebuildIndex)).await?;
+            println!("search index rebuilt: {} documents", v["documents"]);
         }
         Command::Ca {
             command: CaCommand::Fingerprint,
