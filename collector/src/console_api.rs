@@ -6,13 +6,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use console::api::SuppressionInput;
 use console::audit::AuditDraft;
 use console::{AccountStore, OpsError, SledAccounts};
 use protocol::{AgentId, TenantId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::admin::{Admin, AdminError};
+use crate::admin::{Admin, AdminError, AdminRequest};
+use crate::findings::requests::FindingsRequest;
+use crate::findings::{FindingError, SuppressionKind};
 use crate::store::{RunFilter, Store};
 use crate::time::now_ms;
 
@@ -30,11 +33,31 @@ impl ConsoleOps {
 }
 
 fn ops_err(e: impl std::fmt::Display) -> OpsError {
-    OpsError(e.to_string())
+    OpsError::Failed(e.to_string())
 }
 
 fn to_json(v: impl Serialize) -> Result<Value, OpsError> {
     serde_json::to_value(v).map_err(ops_err)
+}
+
+/// Keeps "not found" and "bad request" apart from internal failures, so the
+/// API answers 404 / 400 for them.
+fn findings_err(e: AdminError) -> OpsError {
+    match e {
+        AdminError::Findings(FindingError::NotFound(what)) => OpsError::NotFound(what),
+        AdminError::Findings(e @ (FindingError::Invalid(_) | FindingError::Query(_))) => {
+            OpsError::Invalid(e.to_string())
+        }
+        other => ops_err(other),
+    }
+}
+
+impl ConsoleOps {
+    fn findings(&self, req: FindingsRequest) -> Result<Value, OpsError> {
+        self.admin
+            .handle(AdminRequest::Findings(req))
+            .map_err(findings_err)
+    }
 }
 
 impl console::Operations for ConsoleOps {
@@ -65,6 +88,91 @@ impl console::Operations for ConsoleOps {
 
     fn records(&self, tenant: &TenantId, limit: usize) -> Result<Value, OpsError> {
         to_json(self.admin.recent_records(tenant, limit).map_err(ops_err)?)
+    }
+
+    fn search_findings(
+        &self,
+        tenant: &TenantId,
+        query: &str,
+        limit: usize,
+        facets: bool,
+    ) -> Result<Value, OpsError> {
+        self.findings(FindingsRequest::Search {
+            tenant: tenant.clone(),
+            query: query.to_string(),
+            limit: Some(limit),
+            facets,
+        })
+    }
+
+    fn finding(&self, tenant: &TenantId, id: &str) -> Result<Value, OpsError> {
+        self.findings(FindingsRequest::Show {
+            tenant: tenant.clone(),
+            id: id.to_string(),
+        })
+    }
+
+    fn set_suppression(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        suppression: Option<SuppressionInput>,
+    ) -> Result<Value, OpsError> {
+        let (tenant, id) = (tenant.clone(), id.to_string());
+        self.findings(match suppression {
+            None => FindingsRequest::Unsuppress { tenant, id },
+            Some(s) => FindingsRequest::Suppress {
+                tenant,
+                id,
+                kind: match s.kind {
+                    console::api::SuppressionKind::Suppressed => SuppressionKind::Suppressed,
+                    console::api::SuppressionKind::AcceptedRisk => SuppressionKind::AcceptedRisk,
+                },
+                reason: s.reason,
+                owner: s.owner.unwrap_or_default(),
+                expires_ms: s.expires_ms,
+            },
+        })
+    }
+
+    fn changes(
+        &self,
+        tenant: &TenantId,
+        asset: Option<&str>,
+        limit: usize,
+    ) -> Result<Value, OpsError> {
+        self.findings(FindingsRequest::Changes {
+            tenant: tenant.clone(),
+            asset: asset.map(str::to_string),
+            limit: Some(limit),
+        })
+    }
+
+    fn posture(
+        &self,
+        tenant: &TenantId,
+        framework: &str,
+        history: usize,
+    ) -> Result<Value, OpsError> {
+        self.findings(FindingsRequest::Posture {
+            tenant: tenant.clone(),
+            framework: framework.to_string(),
+            history: Some(history),
+        })
+    }
+
+    fn asset(&self, tenant: &TenantId, asset: &str) -> Result<Value, OpsError> {
+        self.findings(FindingsRequest::Asset {
+            tenant: tenant.clone(),
+            asset: asset.to_string(),
+        })
+    }
+
+    fn accept_baseline(&self, tenant: &TenantId, asset: &str) -> Result<Value, OpsError> {
+        self.findings(FindingsRequest::AcceptBaseline {
+            tenant: tenant.clone(),
+            asset: asset.to_string(),
+        })
     }
 
     fn schedules(&self, tenant: &TenantId) -> Result<Value, OpsError> {
@@ -202,7 +310,7 @@ pub fn handle(accounts: &dyn AccountStore, req: AccountRequest) -> Result<Value,
                 role,
                 created,
             })
-            .map_err(|e| AdminError::Socket(e.0))
+            .map_err(|e| AdminError::Socket(e.to_string()))
         }
         AccountRequest::AuditVerify { tenant } => {
             let tenants = match tenant {
@@ -213,7 +321,7 @@ pub fn handle(accounts: &dyn AccountStore, req: AccountRequest) -> Result<Value,
             for t in &tenants {
                 reports.push(console::audit::verify(accounts, t).map_err(refused)?);
             }
-            to_json(reports).map_err(|e| AdminError::Socket(e.0))
+            to_json(reports).map_err(|e| AdminError::Socket(e.to_string()))
         }
     }
 }

@@ -143,6 +143,7 @@ async fn bootstrap_admin_logs_in_and_actions_are_audited() {
     .unwrap();
     assert_eq!(status, 200);
     let cookie = cookie.expect("session cookie");
+    let cookie_for_findings = cookie.clone();
 
     let answers = tokio::task::spawn_blocking(move || {
         let c = Some(cookie.as_str());
@@ -244,6 +245,77 @@ async fn bootstrap_admin_logs_in_and_actions_are_audited() {
     // The enrolment token from the API is a real one: the store accepts it once.
     let hash = collector::admin::token_hash(token);
     assert!(collector.store().consume_token(hash, 0).is_ok());
+
+    // Findings, changes and posture come from the findings pipeline, tenant-scoped.
+    let cookie2 = cookie_for_findings.clone();
+    let f = tokio::task::spawn_blocking(move || {
+        let c = Some(cookie2.as_str());
+        vec![
+            http(
+                addr,
+                "GET",
+                "/api/v1/tenants/acme/findings?q=severity%3Ahigh&limit=5&facets=true",
+                c,
+                None,
+            ),
+            http(
+                addr,
+                "GET",
+                "/api/v1/tenants/acme/findings?q=%28%28",
+                c,
+                None,
+            ),
+            http(
+                addr,
+                "GET",
+                "/api/v1/tenants/acme/findings/no-such-finding",
+                c,
+                None,
+            ),
+            http(addr, "GET", "/api/v1/tenants/acme/changes?limit=5", c, None),
+            http(
+                addr,
+                "GET",
+                "/api/v1/tenants/acme/posture/nis2?history=3",
+                c,
+                None,
+            ),
+            http(
+                addr,
+                "GET",
+                "/api/v1/tenants/acme/posture/no-such-framework",
+                c,
+                None,
+            ),
+            http(
+                addr,
+                "PUT",
+                "/api/v1/tenants/acme/findings/no-such-finding/suppression",
+                c,
+                Some(json!({ "kind": "suppressed", "reason": "test" })),
+            ),
+            http(
+                addr,
+                "GET",
+                "/api/v1/tenants/acme/findings?limit=5&bogus=1",
+                c,
+                None,
+            ),
+        ]
+    })
+    .await
+    .unwrap();
+    let got: Vec<(u16, String)> = f.iter().map(|a| (a.status, a.body.to_string())).collect();
+    let statuses: Vec<u16> = f.iter().map(|a| a.status).collect();
+    assert_eq!(
+        statuses,
+        [200, 400, 404, 200, 200, 404, 404, 400],
+        "{got:#?}"
+    );
+    console::openapi::check_response("get", "/api/v1/tenants/{tenant}/findings", &f[0].body)
+        .unwrap();
+    console::openapi::check_response("get", "/api/v1/tenants/{tenant}/changes", &f[3].body)
+        .unwrap();
 
     let accounts = collector.accounts().expect("sled store has accounts");
     let entries = accounts.audit_entries(&acme, 1, 100).unwrap();

@@ -48,6 +48,67 @@ pub trait Operations: Send + Sync + 'static {
     fn schedules(&self, tenant: &TenantId) -> Result<Value, OpsError>;
     /// Scan runs of a tenant, newest first.
     fn runs(&self, tenant: &TenantId, limit: usize) -> Result<Value, OpsError>;
+    /// Searches a tenant's findings and change events (query language of `docs/search.md`).
+    fn search_findings(
+        &self,
+        tenant: &TenantId,
+        query: &str,
+        limit: usize,
+        facets: bool,
+    ) -> Result<Value, OpsError>;
+    /// One finding in full.
+    fn finding(&self, tenant: &TenantId, id: &str) -> Result<Value, OpsError>;
+    /// Suppresses a finding or accepts its risk; `None` removes the suppression.
+    fn set_suppression(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        suppression: Option<SuppressionInput>,
+    ) -> Result<Value, OpsError>;
+    /// Change events, newest first, optionally of one asset.
+    fn changes(
+        &self,
+        tenant: &TenantId,
+        asset: Option<&str>,
+        limit: usize,
+    ) -> Result<Value, OpsError>;
+    /// Compliance posture against a framework, with `history` past entries.
+    fn posture(
+        &self,
+        tenant: &TenantId,
+        framework: &str,
+        history: usize,
+    ) -> Result<Value, OpsError>;
+    /// An asset's snapshot, baseline and pending drift.
+    fn asset(&self, tenant: &TenantId, asset: &str) -> Result<Value, OpsError>;
+    /// Accepts an asset's current snapshot as its baseline.
+    fn accept_baseline(&self, tenant: &TenantId, asset: &str) -> Result<Value, OpsError>;
+}
+
+/// A suppression as requested through the API.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuppressionInput {
+    /// `suppressed` (false positive) or `accepted_risk`.
+    pub kind: SuppressionKind,
+    /// Why.
+    pub reason: String,
+    /// Who is accountable; the caller when absent.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Expiry, ms since the epoch.
+    #[serde(default)]
+    pub expires_ms: Option<u64>,
+}
+
+/// Whether a suppression marks a false positive or an accepted risk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuppressionKind {
+    /// Not a real problem here.
+    Suppressed,
+    /// A real problem the owner accepts until the expiry.
+    AcceptedRisk,
 }
 
 /// Everything the API handlers share.
@@ -299,6 +360,16 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/records", get(records))
         .route("/schedules", get(schedules))
         .route("/runs", get(runs))
+        .route("/findings", get(search_findings))
+        .route("/findings/{id}", get(finding))
+        .route(
+            "/findings/{id}/suppression",
+            axum::routing::put(suppress).delete(unsuppress),
+        )
+        .route("/changes", get(changes))
+        .route("/posture/{framework}", get(posture))
+        .route("/assets/{asset}", get(asset))
+        .route("/assets/{asset}/accept-baseline", post(accept_baseline))
         .route("/api-keys", get(list_api_keys).post(create_api_key))
         .route("/api-keys/{key}", delete(delete_api_key))
         .route("/members", get(list_members).post(set_member))
@@ -805,6 +876,178 @@ async fn audit_log(
         serde_json::to_value(entries)
             .map(axum::Json)
             .map_err(ApiError::internal)
+    })
+    .await
+}
+
+/// Decodes a query string with form rules (`+` is a space, `%xx` escapes).
+fn query<T: serde::de::DeserializeOwned>(
+    q: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, ApiError> {
+    q.map(|axum::extract::Query(v)| v)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+fn check_limit(limit: usize) -> Result<usize, ApiError> {
+    if limit == 0 || limit > MAX_RECORDS {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_RECORDS}"
+        )));
+    }
+    Ok(limit)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchParams {
+    #[serde(default)]
+    q: String,
+    limit: Option<usize>,
+    #[serde(default)]
+    facets: bool,
+}
+
+async fn search_findings(
+    State(state): State<ConsoleState>,
+    Path(tenant): Path<String>,
+    q: Result<axum::extract::Query<SearchParams>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    let sc = with_scope(&state, headers, tenant, Role::Viewer).await?;
+    let p = query(q)?;
+    let limit = check_limit(p.limit.unwrap_or(50))?;
+    blocking(move || {
+        let v = state
+            .inner
+            .ops
+            .search_findings(&sc.tenant, &p.q, limit, p.facets)?;
+        Ok(axum::Json(v))
+    })
+    .await
+}
+
+async fn finding(
+    State(state): State<ConsoleState>,
+    Path((tenant, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    let sc = with_scope(&state, headers, tenant, Role::Viewer).await?;
+    blocking(move || Ok(axum::Json(state.inner.ops.finding(&sc.tenant, &id)?))).await
+}
+
+async fn suppress(
+    State(state): State<ConsoleState>,
+    Path((tenant, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::Json<Value>, ApiError> {
+    let sc = with_scope(&state, headers, tenant, Role::Admin).await?;
+    let mut s: SuppressionInput = parse_body(&body)?;
+    if s.reason.trim().is_empty() {
+        return Err(ApiError::bad_request("reason must not be empty"));
+    }
+    // Accountability defaults to whoever made the decision.
+    let actor = sc.principal.actor();
+    let owner = s.owner.take().filter(|o| !o.trim().is_empty());
+    s.owner = Some(owner.unwrap_or_else(|| actor.clone()));
+    blocking(move || {
+        let v = state
+            .inner
+            .ops
+            .set_suppression(&sc.tenant, &id, Some(s.clone()))?;
+        let details = serde_json::to_value(&s).map_err(ApiError::internal)?;
+        sc.audit(&state, "finding.suppress", &id, details)?;
+        Ok(axum::Json(v))
+    })
+    .await
+}
+
+async fn unsuppress(
+    State(state): State<ConsoleState>,
+    Path((tenant, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    let sc = with_scope(&state, headers, tenant, Role::Admin).await?;
+    blocking(move || {
+        let v = state.inner.ops.set_suppression(&sc.tenant, &id, None)?;
+        sc.audit(&state, "finding.unsuppress", &id, json!({}))?;
+        Ok(axum::Json(v))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangesParams {
+    asset: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn changes(
+    State(state): State<ConsoleState>,
+    Path(tenant): Path<String>,
+    q: Result<axum::extract::Query<ChangesParams>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    let sc = with_scope(&state, headers, tenant, Role::Viewer).await?;
+    let p = query(q)?;
+    let limit = check_limit(p.limit.unwrap_or(50))?;
+    blocking(move || {
+        let v = state
+            .inner
+            .ops
+            .changes(&sc.tenant, p.asset.as_deref(), limit)?;
+        Ok(axum::Json(v))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostureParams {
+    history: Option<usize>,
+}
+
+async fn posture(
+    State(state): State<ConsoleState>,
+    Path((tenant, framework)): Path<(String, String)>,
+    q: Result<axum::extract::Query<PostureParams>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    let sc = with_scope(&state, headers, tenant, Role::Viewer).await?;
+    let p = query(q)?;
+    let history = p.history.unwrap_or(10);
+    if history > MAX_RECORDS {
+        return Err(ApiError::bad_request(format!(
+            "history must be at most {MAX_RECORDS}"
+        )));
+    }
+    blocking(move || {
+        let v = state.inner.ops.posture(&sc.tenant, &framework, history)?;
+        Ok(axum::Json(v))
+    })
+    .await
+}
+
+async fn asset(
+    State(state): State<ConsoleState>,
+    Path((tenant, asset)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    let sc = with_scope(&state, headers, tenant, Role::Viewer).await?;
+    blocking(move || Ok(axum::Json(state.inner.ops.asset(&sc.tenant, &asset)?))).await
+}
+
+async fn accept_baseline(
+    State(state): State<ConsoleState>,
+    Path((tenant, asset)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    let sc = with_scope(&state, headers, tenant, Role::Admin).await?;
+    blocking(move || {
+        let v = state.inner.ops.accept_baseline(&sc.tenant, &asset)?;
+        sc.audit(&state, "asset.accept_baseline", &asset, json!({}))?;
+        Ok(axum::Json(v))
     })
     .await
 }

@@ -8,8 +8,17 @@ use crate::accounts::AccountError;
 
 /// Failure of an operation the console delegates to its host (the collector).
 #[derive(Debug, Error)]
-#[error("{0}")]
-pub struct OpsError(pub String);
+pub enum OpsError {
+    /// The named finding, asset or framework does not exist in the tenant.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The request is malformed (a bad search query, say); the message is shown.
+    #[error("{0}")]
+    Invalid(String),
+    /// The operation failed inside the host; logged, not shown.
+    #[error("{0}")]
+    Failed(String),
+}
 
 /// An error answer of the HTTP API.
 #[derive(Debug, Error)]
@@ -89,7 +98,11 @@ impl From<AccountError> for ApiError {
 
 impl From<OpsError> for ApiError {
     fn from(e: OpsError) -> Self {
-        Self::internal(e)
+        match e {
+            OpsError::NotFound(_) => Self::not_found(),
+            OpsError::Invalid(m) => Self::bad_request(m),
+            OpsError::Failed(m) => Self::internal(m),
+        }
     }
 }
 

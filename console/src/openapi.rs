@@ -139,6 +139,70 @@ pub const ROUTES: &[RouteDoc] = &[
     ),
     r(
         "get",
+        "/api/v1/tenants/{tenant}/findings",
+        "Search findings and change events, query language of docs/search.md (?q=..&limit=1..1000&facets=true)",
+        Some("viewer"),
+        200,
+        None,
+    ),
+    r(
+        "get",
+        "/api/v1/tenants/{tenant}/findings/{id}",
+        "One finding in full",
+        Some("viewer"),
+        200,
+        None,
+    ),
+    r(
+        "put",
+        "/api/v1/tenants/{tenant}/findings/{id}/suppression",
+        "Suppress a finding or accept its risk",
+        Some("admin"),
+        200,
+        Some("SuppressionRequest"),
+    ),
+    r(
+        "delete",
+        "/api/v1/tenants/{tenant}/findings/{id}/suppression",
+        "Remove a suppression",
+        Some("admin"),
+        200,
+        None,
+    ),
+    r(
+        "get",
+        "/api/v1/tenants/{tenant}/changes",
+        "Change events, newest first (?asset=..&limit=1..1000)",
+        Some("viewer"),
+        200,
+        None,
+    ),
+    r(
+        "get",
+        "/api/v1/tenants/{tenant}/posture/{framework}",
+        "Compliance posture against a framework (nis2, iso27001, soc2, cis...) with history (?history=0..1000)",
+        Some("viewer"),
+        200,
+        None,
+    ),
+    r(
+        "get",
+        "/api/v1/tenants/{tenant}/assets/{asset}",
+        "An asset's snapshot, baseline and pending drift",
+        Some("viewer"),
+        200,
+        None,
+    ),
+    r(
+        "post",
+        "/api/v1/tenants/{tenant}/assets/{asset}/accept-baseline",
+        "Accept an asset's current snapshot as its baseline",
+        Some("admin"),
+        200,
+        None,
+    ),
+    r(
+        "get",
         "/api/v1/tenants/{tenant}/api-keys",
         "API keys (without secrets)",
         Some("auditor"),
@@ -213,6 +277,14 @@ pub fn response_schema(rd: &RouteDoc) -> Value {
         ("post", "members") => schema_ref("Member"),
         ("get", "audit") => array_of("AuditEntry"),
         ("get", "openapi.json") => json!({ "type": "object" }),
+        ("get", "findings") => schema_ref("SearchResult"),
+        ("get", "changes") => json!({ "type": "array", "items": { "type": "object" } }),
+        _ if rd.path.contains("/findings/")
+            || rd.path.contains("/posture/")
+            || rd.path.contains("/assets/") =>
+        {
+            json!({ "type": "object" })
+        }
         _ => json!({}),
     }
 }
@@ -312,6 +384,10 @@ fn response_schemas() -> Map<String, Value> {
         "Run",
         json!({ "type": "object", "description": "one scan run: status, scheduled/dispatched/started/finished times, observations, error" }),
     );
+    put(
+        "SearchResult",
+        json!({ "type": "object", "description": "hits (findings and change events) with total and, when asked, facet counts" }),
+    );
     put("ApiKey", object(&api_key));
     put("CreatedApiKey", object(&created_key));
     put(
@@ -354,13 +430,23 @@ fn operation(rd: &RouteDoc) -> Value {
             }));
         }
     }
-    for q in ["limit", "from"] {
-        if rd.summary.contains(&format!("{q}=")) {
-            params.push(json!({
-                "name": q, "in": "query", "required": false,
-                "schema": { "type": "integer", "minimum": 1 }
-            }));
-        }
+    // Query parameters are named in the summary as "(?a=..&b=..)".
+    let query = rd
+        .summary
+        .split_once("(?")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map_or("", |(q, _)| q);
+    for name in query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, _)| k)
+    {
+        let schema = match name {
+            "limit" | "from" | "history" => json!({ "type": "integer", "minimum": 0 }),
+            "facets" => json!({ "type": "boolean" }),
+            _ => json!({ "type": "string" }),
+        };
+        params.push(json!({ "name": name, "in": "query", "required": false, "schema": schema }));
     }
     let mut responses = Map::new();
     let ok = if rd.success == 204 {
@@ -456,6 +542,15 @@ pub fn document() -> Value {
                 "ApiKeyRequest": {
                     "type": "object", "required": ["name", "role"],
                     "properties": { "name": { "type": "string" }, "role": { "$ref": "#/components/schemas/Role" } }
+                },
+                "SuppressionRequest": {
+                    "type": "object", "required": ["kind", "reason"],
+                    "properties": {
+                        "kind": { "type": "string", "enum": ["suppressed", "accepted_risk"] },
+                        "reason": { "type": "string" },
+                        "owner": { "type": "string", "description": "accountable person; the caller when absent" },
+                        "expires_ms": { "type": "integer", "minimum": 0 }
+                    }
                 },
                 "MemberRequest": {
                     "type": "object", "required": ["email", "role"],

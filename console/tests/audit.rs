@@ -229,3 +229,108 @@ fn details_are_hashed_as_stored() {
     let r = tampered(|tree| edit(tree, 1, |e| e.details = e.details.replace("[1,2]", "[1,3]")));
     assert_eq!(r.broken.map(|b| b.seq), Some(1));
 }
+
+#[tokio::test]
+async fn suppression_and_baseline_decisions_are_audited_with_their_owner() {
+    let f = Fixture::new();
+    let admin = Auth::Cookie(f.login("admin@acme.test").await);
+    let uri = "/api/v1/tenants/acme/findings/f-acme1/suppression";
+    let r = f
+        .call(
+            Method::PUT,
+            uri,
+            &admin,
+            Some(json!({ "kind": "accepted_risk", "reason": "  " })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = f
+        .call(
+            Method::PUT,
+            uri,
+            &admin,
+            Some(json!({ "kind": "accepted_risk", "reason": "legacy host", "expires_ms": 99 })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // The caller is accountable unless someone else is named.
+    assert_eq!(r.body["suppression"]["owner"], "user:admin@acme.test");
+    let r = f.call(Method::DELETE, uri, &admin, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body["suppression"].is_null());
+    let r = f
+        .call(
+            Method::POST,
+            "/api/v1/tenants/acme/assets/web.acme.test/accept-baseline",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Unknown findings, frameworks and bad queries are refused and not audited.
+    let r = f
+        .call(
+            Method::PUT,
+            "/api/v1/tenants/acme/findings/f-globex1/suppression",
+            &admin,
+            Some(json!({ "kind": "suppressed", "reason": "x" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = f
+        .call(
+            Method::GET,
+            "/api/v1/tenants/acme/posture/unknown",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = f
+        .call(
+            Method::GET,
+            "/api/v1/tenants/acme/findings?q=%28",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unbalanced")
+    );
+    let r = f
+        .call(
+            Method::GET,
+            "/api/v1/tenants/acme/findings?limit=x",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    let entries = f.accounts.audit_entries(&t("acme"), 1, 100).unwrap();
+    let got: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| (e.action.as_str(), e.target.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("finding.suppress", "f-acme1"),
+            ("finding.unsuppress", "f-acme1"),
+            ("asset.accept_baseline", "web.acme.test"),
+        ]
+    );
+    let details: serde_json::Value = serde_json::from_str(&entries[0].details).unwrap();
+    assert_eq!(
+        details,
+        json!({ "kind": "accepted_risk", "reason": "legacy host", "owner": "user:admin@acme.test", "expires_ms": 99 })
+    );
+    assert!(verify(f.accounts.as_ref(), &t("acme")).unwrap().ok());
+}

@@ -34,6 +34,29 @@ fn cases() -> Vec<Case> {
         c(Method::GET, "/records", Role::Viewer, S::OK),
         c(Method::GET, "/schedules", Role::Viewer, S::OK),
         c(Method::GET, "/runs", Role::Viewer, S::OK),
+        c(Method::GET, "/findings", Role::Viewer, S::OK),
+        c(Method::GET, "/findings/{id}", Role::Viewer, S::OK),
+        c(
+            Method::PUT,
+            "/findings/{id}/suppression",
+            Role::Admin,
+            S::OK,
+        ),
+        c(
+            Method::DELETE,
+            "/findings/{id}/suppression",
+            Role::Admin,
+            S::OK,
+        ),
+        c(Method::GET, "/changes", Role::Viewer, S::OK),
+        c(Method::GET, "/posture/{framework}", Role::Viewer, S::OK),
+        c(Method::GET, "/assets/{asset}", Role::Viewer, S::OK),
+        c(
+            Method::POST,
+            "/assets/{asset}/accept-baseline",
+            Role::Admin,
+            S::OK,
+        ),
         c(Method::GET, "/api-keys", Role::Auditor, S::OK),
         c(Method::POST, "/api-keys", Role::Admin, S::CREATED),
         c(
@@ -71,7 +94,12 @@ fn request(
     } else {
         "ag-acme1"
     };
-    let path = case.path.replace("{agent}", agent);
+    let path = case
+        .path
+        .replace("{agent}", agent)
+        .replace("{id}", &format!("f-{resource_tenant}1"))
+        .replace("{asset}", &format!("web.{resource_tenant}.test"))
+        .replace("{framework}", "nis2");
     let path = if path.contains("{key}") {
         let (id, _) = f.api_key(resource_tenant, Role::Viewer);
         path.replace("{key}", &id)
@@ -82,6 +110,9 @@ fn request(
     let body = match (case.method.as_str(), case.path) {
         ("POST", "/tokens") => Some(json!({ "ttl_secs": 3600 })),
         ("POST", "/api-keys") => Some(json!({ "name": "ci", "role": "viewer" })),
+        ("PUT", "/findings/{id}/suppression") => {
+            Some(json!({ "kind": "accepted_risk", "reason": "compensating control" }))
+        }
         ("POST", "/members") => {
             let n = u64::from_le_bytes(console::accounts::random_bytes::<8>().unwrap());
             Some(
@@ -105,7 +136,9 @@ async fn run_matrix(f: &Fixture, who: &[(Role, Auth)]) {
                 let (uri, body) = request(f, &case, tenant, resources);
                 let before = f.accounts.audit_head(&t("acme")).unwrap();
                 let r = f.call(case.method.clone(), &uri, auth, body).await;
-                let names_resource = case.path.contains('{');
+                let names_resource = ["{agent}", "{key}", "{id}", "{asset}"]
+                    .iter()
+                    .any(|p| case.path.contains(p));
                 let expected = if tenant != "acme" {
                     StatusCode::NOT_FOUND
                 } else if *role < case.min {
@@ -277,13 +310,21 @@ async fn openapi_documents_exactly_the_routes_the_router_serves() {
         let uri = path
             .replace("{tenant}", "acme")
             .replace("{agent}", "ag-acme2")
-            .replace("{key}", "k-none");
+            .replace("{key}", "k-none")
+            .replace("{id}", "f-none")
+            .replace("{asset}", "none")
+            .replace("{framework}", "nis2");
         let m: Method = method.parse().unwrap();
         let r = f.call(m, &uri, &admin, Some(json!({}))).await;
         assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
         if r.status == StatusCode::NOT_FOUND {
             // Only a missing resource, never a missing route.
-            assert!(path.contains("{key}"), "{method} {uri} is not routed");
+            assert!(
+                ["{key}", "{id}", "{asset}"]
+                    .iter()
+                    .any(|p| path.contains(p)),
+                "{method} {uri} is not routed"
+            );
         }
     }
     // A method the router does not serve is 405 in the error shape.

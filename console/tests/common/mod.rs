@@ -31,11 +31,18 @@ pub struct TestOps {
     pub agents: Mutex<BTreeMap<String, (TenantId, bool)>>,
     /// Tokens created, per tenant.
     pub tokens: Mutex<Vec<TenantId>>,
+    /// (tenant, finding id) → finding.
+    pub findings: Mutex<BTreeMap<(TenantId, String), Value>>,
+    /// (tenant, asset) → baseline accepted.
+    pub assets: Mutex<BTreeMap<(TenantId, String), bool>>,
 }
 
 impl Operations for TestOps {
     fn list_agents(&self, tenant: &TenantId) -> Result<Value, OpsError> {
-        let agents = self.agents.lock().map_err(|e| OpsError(e.to_string()))?;
+        let agents = self
+            .agents
+            .lock()
+            .map_err(|e| OpsError::Failed(e.to_string()))?;
         Ok(Value::Array(
             agents
                 .iter()
@@ -46,7 +53,10 @@ impl Operations for TestOps {
     }
 
     fn revoke_agent(&self, tenant: &TenantId, agent: &str) -> Result<Option<Value>, OpsError> {
-        let mut agents = self.agents.lock().map_err(|e| OpsError(e.to_string()))?;
+        let mut agents = self
+            .agents
+            .lock()
+            .map_err(|e| OpsError::Failed(e.to_string()))?;
         match agents.get_mut(agent) {
             Some((t, revoked)) if t == tenant => {
                 *revoked = true;
@@ -61,7 +71,7 @@ impl Operations for TestOps {
     fn create_token(&self, tenant: &TenantId, ttl: Option<Duration>) -> Result<Value, OpsError> {
         self.tokens
             .lock()
-            .map_err(|e| OpsError(e.to_string()))?
+            .map_err(|e| OpsError::Failed(e.to_string()))?
             .push(tenant.clone());
         Ok(json!({
             "token": "vgt_secret_never_logged",
@@ -74,11 +84,118 @@ impl Operations for TestOps {
         let n = self
             .agents
             .lock()
-            .map_err(|e| OpsError(e.to_string()))?
+            .map_err(|e| OpsError::Failed(e.to_string()))?
             .values()
             .filter(|(t, _)| t == tenant)
             .count();
         Ok(json!({ "agents": n }))
+    }
+
+    fn search_findings(
+        &self,
+        tenant: &TenantId,
+        query: &str,
+        limit: usize,
+        _facets: bool,
+    ) -> Result<Value, OpsError> {
+        if query.contains('(') {
+            return Err(OpsError::Invalid(format!("unbalanced query {query:?}")));
+        }
+        let f = self
+            .findings
+            .lock()
+            .map_err(|e| OpsError::Failed(e.to_string()))?;
+        let hits: Vec<Value> = f
+            .iter()
+            .filter(|((t, _), _)| t == tenant)
+            .map(|(_, v)| v.clone())
+            .take(limit)
+            .collect();
+        Ok(json!({ "total": hits.len(), "hits": hits }))
+    }
+
+    fn finding(&self, tenant: &TenantId, id: &str) -> Result<Value, OpsError> {
+        let f = self
+            .findings
+            .lock()
+            .map_err(|e| OpsError::Failed(e.to_string()))?;
+        f.get(&(tenant.clone(), id.to_string()))
+            .cloned()
+            .ok_or_else(|| OpsError::NotFound(id.to_string()))
+    }
+
+    fn set_suppression(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        suppression: Option<console::api::SuppressionInput>,
+    ) -> Result<Value, OpsError> {
+        let mut f = self
+            .findings
+            .lock()
+            .map_err(|e| OpsError::Failed(e.to_string()))?;
+        let v = f
+            .get_mut(&(tenant.clone(), id.to_string()))
+            .ok_or_else(|| OpsError::NotFound(id.to_string()))?;
+        v["suppression"] =
+            serde_json::to_value(suppression).map_err(|e| OpsError::Failed(e.to_string()))?;
+        Ok(v.clone())
+    }
+
+    fn changes(
+        &self,
+        tenant: &TenantId,
+        asset: Option<&str>,
+        limit: usize,
+    ) -> Result<Value, OpsError> {
+        let a = self
+            .assets
+            .lock()
+            .map_err(|e| OpsError::Failed(e.to_string()))?;
+        Ok(Value::Array(
+            a.keys()
+                .filter(|(t, name)| t == tenant && asset.is_none_or(|x| x == name))
+                .map(|(_, name)| json!({ "asset": name, "kind": "port_opened" }))
+                .take(limit)
+                .collect(),
+        ))
+    }
+
+    fn posture(
+        &self,
+        tenant: &TenantId,
+        framework: &str,
+        history: usize,
+    ) -> Result<Value, OpsError> {
+        if framework != "nis2" {
+            return Err(OpsError::NotFound(framework.to_string()));
+        }
+        Ok(
+            json!({ "posture": { "tenant": tenant, "framework": framework }, "history": vec![json!({}); history.min(2)] }),
+        )
+    }
+
+    fn asset(&self, tenant: &TenantId, asset: &str) -> Result<Value, OpsError> {
+        let a = self
+            .assets
+            .lock()
+            .map_err(|e| OpsError::Failed(e.to_string()))?;
+        let accepted = a
+            .get(&(tenant.clone(), asset.to_string()))
+            .ok_or_else(|| OpsError::NotFound(asset.to_string()))?;
+        Ok(json!({ "asset": asset, "baseline_accepted": accepted }))
+    }
+
+    fn accept_baseline(&self, tenant: &TenantId, asset: &str) -> Result<Value, OpsError> {
+        let mut a = self
+            .assets
+            .lock()
+            .map_err(|e| OpsError::Failed(e.to_string()))?;
+        let accepted = a
+            .get_mut(&(tenant.clone(), asset.to_string()))
+            .ok_or_else(|| OpsError::NotFound(asset.to_string()))?;
+        *accepted = true;
+        Ok(json!({ "asset": asset, "baseline_accepted": true }))
     }
 
     fn schedules(&self, tenant: &TenantId) -> Result<Value, OpsError> {
@@ -156,6 +273,16 @@ impl Fixture {
             a.insert("ag-acme1".into(), (t("acme"), false));
             a.insert("ag-acme2".into(), (t("acme"), false));
             a.insert("ag-globex1".into(), (t("globex"), false));
+            let mut f = ops.findings.lock().unwrap();
+            let mut assets = ops.assets.lock().unwrap();
+            for tenant in ["acme", "globex"] {
+                let id = format!("f-{tenant}1");
+                f.insert(
+                    (t(tenant), id.clone()),
+                    json!({ "id": id, "tenant": tenant }),
+                );
+                assets.insert((t(tenant), format!("web.{tenant}.test")), false);
+            }
         }
         let state = ConsoleState::with_options(accounts.clone(), ops.clone(), o);
         Self {
