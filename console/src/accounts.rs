@@ -177,6 +177,12 @@ pub trait AccountStore: Send + Sync + 'static {
     fn memberships_of(&self, user_id: &str) -> AccountResult<Vec<Membership>>;
     /// Every member of a tenant.
     fn members(&self, tenant: &TenantId) -> AccountResult<Vec<Membership>>;
+    /// Removes a user from a tenant; returns the membership if there was one.
+    fn remove_membership(
+        &self,
+        user_id: &str,
+        tenant: &TenantId,
+    ) -> AccountResult<Option<Membership>>;
 
     /// Stores a new API key.
     fn put_api_key(&self, key: &ApiKeyRecord) -> AccountResult<()>;

@@ -373,7 +373,9 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/api-keys", get(list_api_keys).post(create_api_key))
         .route("/api-keys/{key}", delete(delete_api_key))
         .route("/members", get(list_members).post(set_member))
-        .route("/audit", get(audit_log));
+        .route("/members/{user}", delete(remove_member))
+        .route("/audit", get(audit_log))
+        .route("/audit/export", get(audit_export));
     let v1 = Router::new()
         .route("/login", post(login))
         .route("/logout", post(logout))
@@ -814,12 +816,7 @@ async fn set_member(
             && let Some(u) = accounts.user_by_email(&email)?
             && accounts.membership(&u.id, &sc.tenant)? == Some(Role::Admin)
         {
-            let admins = accounts
-                .members(&sc.tenant)?
-                .iter()
-                .filter(|m| m.role == Role::Admin)
-                .count();
-            if admins <= 1 {
+            if admin_count(accounts, &sc.tenant)? <= 1 {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
                     "last_admin",
@@ -1048,6 +1045,81 @@ async fn accept_baseline(
         let v = state.inner.ops.accept_baseline(&sc.tenant, &asset)?;
         sc.audit(&state, "asset.accept_baseline", &asset, json!({}))?;
         Ok(axum::Json(v))
+    })
+    .await
+}
+
+fn admin_count(accounts: &dyn AccountStore, tenant: &TenantId) -> Result<usize, ApiError> {
+    Ok(accounts
+        .members(tenant)?
+        .iter()
+        .filter(|m| m.role == Role::Admin)
+        .count())
+}
+
+async fn remove_member(
+    State(state): State<ConsoleState>,
+    Path((tenant, user)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let sc = with_scope(&state, headers, tenant, Role::Admin).await?;
+    blocking(move || {
+        let accounts = state.inner.accounts.as_ref();
+        let role = accounts
+            .membership(&user, &sc.tenant)?
+            .ok_or_else(ApiError::not_found)?;
+        if role == Role::Admin && admin_count(accounts, &sc.tenant)? <= 1 {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "last_admin",
+                "a tenant must keep at least one admin",
+            ));
+        }
+        accounts.remove_membership(&user, &sc.tenant)?;
+        let email = accounts.user(&user)?.map(|u| u.email).unwrap_or_default();
+        sc.audit(
+            &state,
+            "member.remove",
+            &email,
+            json!({ "user_id": user, "role": role }),
+        )?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+/// Most entries one export carries; beyond it the answer says it is truncated.
+pub const MAX_EXPORT: usize = 100_000;
+
+async fn audit_export(
+    State(state): State<ConsoleState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let sc = with_scope(&state, headers, tenant, Role::Auditor).await?;
+    blocking(move || {
+        let accounts = state.inner.accounts.as_ref();
+        // The verification result travels with the entries so the recipient
+        // knows what the collector vouched for at export time.
+        let report = crate::audit::verify(accounts, &sc.tenant)?;
+        let mut entries = accounts.audit_entries(&sc.tenant, 1, MAX_EXPORT + 1)?;
+        let truncated = entries.len() > MAX_EXPORT;
+        entries.truncate(MAX_EXPORT);
+        let body = json!({
+            "tenant": sc.tenant,
+            "exported_ms": now_ms(),
+            "exported_by": sc.principal.actor(),
+            "verification": report,
+            "truncated": truncated,
+            "entries": entries,
+        });
+        let disposition = format!("attachment; filename=\"vigil-audit-{}.json\"", sc.tenant);
+        let disposition = HeaderValue::from_str(&disposition).map_err(ApiError::internal)?;
+        Ok((
+            [(header::CONTENT_DISPOSITION, disposition)],
+            axum::Json(body),
+        )
+            .into_response())
     })
     .await
 }

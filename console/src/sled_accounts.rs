@@ -182,6 +182,25 @@ impl AccountStore for SledAccounts {
         Self::scan(&self.by_tenant, &prefix(tenant.as_str()))
     }
 
+    fn remove_membership(
+        &self,
+        user_id: &str,
+        tenant: &TenantId,
+    ) -> AccountResult<Option<Membership>> {
+        let (kt, ku) = (
+            pair(tenant.as_str(), user_id),
+            pair(user_id, tenant.as_str()),
+        );
+        let old = (&self.by_tenant, &self.by_user)
+            .transaction(|(t, u)| {
+                let old = t.remove(kt.as_slice())?;
+                u.remove(ku.as_slice())?;
+                Ok::<_, ConflictableTransactionError<()>>(old)
+            })
+            .map_err(|e| backend(format!("{e:?}")))?;
+        old.map(|v| decode(&kt, &v)).transpose()
+    }
+
     fn put_api_key(&self, key: &ApiKeyRecord) -> AccountResult<()> {
         self.api_keys
             .insert(key.id.as_bytes(), encode(key)?)

@@ -334,3 +334,29 @@ async fn suppression_and_baseline_decisions_are_audited_with_their_owner() {
     );
     assert!(verify(f.accounts.as_ref(), &t("acme")).unwrap().ok());
 }
+
+#[tokio::test]
+async fn auditors_export_the_log_with_its_verification() {
+    let f = Fixture::new();
+    for n in 1..=3 {
+        f.accounts.append_audit(&t("acme"), draft(n)).unwrap();
+    }
+    let auditor = Auth::Cookie(f.login("auditor@acme.test").await);
+    let uri = "/api/v1/tenants/acme/audit/export";
+    let r = f.call(Method::GET, uri, &auditor, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let cd = r.headers["content-disposition"].to_str().unwrap();
+    assert_eq!(cd, "attachment; filename=\"vigil-audit-acme.json\"");
+    console::openapi::check_response("get", "/api/v1/tenants/{tenant}/audit/export", &r.body)
+        .unwrap();
+    assert_eq!(r.body["verification"]["broken"], serde_json::Value::Null);
+    assert_eq!(r.body["entries"].as_array().unwrap().len(), 3);
+    assert_eq!(r.body["exported_by"], "user:auditor@acme.test");
+    assert_eq!(r.body["truncated"], false);
+
+    // After tampering, the export says where the chain breaks.
+    let tree = f.db.open_tree(AUDIT_TREE).unwrap();
+    edit(&tree, 2, |e| e.time_ms += 1);
+    let r = f.call(Method::GET, uri, &auditor, None).await;
+    assert_eq!(r.body["verification"]["broken"]["seq"], 2);
+}

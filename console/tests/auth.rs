@@ -505,3 +505,79 @@ async fn members_can_be_added_and_the_last_admin_cannot_be_demoted() {
         Some(console::Role::Admin)
     );
 }
+
+#[tokio::test]
+async fn removed_members_lose_the_tenant_and_the_last_admin_stays() {
+    let f = Fixture::new();
+    let admin = Auth::Cookie(f.login("admin@acme.test").await);
+    let viewer = Auth::Cookie(f.login("viewer@acme.test").await);
+    let viewer_id = f
+        .accounts
+        .user_by_email("viewer@acme.test")
+        .unwrap()
+        .unwrap()
+        .id;
+    let uri = format!("/api/v1/tenants/acme/members/{viewer_id}");
+    let r = f.call(Method::DELETE, &uri, &admin, None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    // The live session now finds no such tenant.
+    let r = f
+        .call(Method::GET, "/api/v1/tenants/acme/agents", &viewer, None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = f.call(Method::DELETE, &uri, &admin, None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // acme has two admins (admin@acme.test and msp@staff.test): one can go, not both.
+    let msp = f
+        .accounts
+        .user_by_email("msp@staff.test")
+        .unwrap()
+        .unwrap()
+        .id;
+    let me = f
+        .accounts
+        .user_by_email("admin@acme.test")
+        .unwrap()
+        .unwrap()
+        .id;
+    let r = f
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/tenants/acme/members/{msp}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = f
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/tenants/acme/members/{me}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (StatusCode::CONFLICT, "last_admin")
+    );
+    // msp keeps its globex membership.
+    assert_eq!(
+        f.accounts.membership(&msp, &t("globex")).unwrap(),
+        Some(console::Role::Viewer)
+    );
+    let actions: Vec<String> = f
+        .accounts
+        .audit_entries(&t("acme"), 1, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| format!("{} {}", e.action, e.target))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "member.remove viewer@acme.test",
+            "member.remove msp@staff.test"
+        ]
+    );
+}

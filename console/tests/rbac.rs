@@ -68,6 +68,13 @@ fn cases() -> Vec<Case> {
         c(Method::GET, "/members", Role::Auditor, S::OK),
         c(Method::POST, "/members", Role::Admin, S::CREATED),
         c(Method::GET, "/audit", Role::Auditor, S::OK),
+        c(Method::GET, "/audit/export", Role::Auditor, S::OK),
+        c(
+            Method::DELETE,
+            "/members/{user}",
+            Role::Admin,
+            S::NO_CONTENT,
+        ),
     ]
 }
 
@@ -100,6 +107,21 @@ fn request(
         .replace("{id}", &format!("f-{resource_tenant}1"))
         .replace("{asset}", &format!("web.{resource_tenant}.test"))
         .replace("{framework}", "nis2");
+    let path = if path.contains("{user}") {
+        let n = u64::from_le_bytes(console::accounts::random_bytes::<8>().unwrap());
+        let (u, _) = console::accounts::create_user_with_membership(
+            f.accounts.as_ref(),
+            &format!("leaver{n:x}@{resource_tenant}.test"),
+            Some("a long enough password"),
+            &t(resource_tenant),
+            Role::Viewer,
+            1,
+        )
+        .unwrap();
+        path.replace("{user}", &u.id)
+    } else {
+        path
+    };
     let path = if path.contains("{key}") {
         let (id, _) = f.api_key(resource_tenant, Role::Viewer);
         path.replace("{key}", &id)
@@ -136,7 +158,7 @@ async fn run_matrix(f: &Fixture, who: &[(Role, Auth)]) {
                 let (uri, body) = request(f, &case, tenant, resources);
                 let before = f.accounts.audit_head(&t("acme")).unwrap();
                 let r = f.call(case.method.clone(), &uri, auth, body).await;
-                let names_resource = ["{agent}", "{key}", "{id}", "{asset}"]
+                let names_resource = ["{agent}", "{key}", "{id}", "{asset}", "{user}"]
                     .iter()
                     .any(|p| case.path.contains(p));
                 let expected = if tenant != "acme" {
@@ -312,6 +334,7 @@ async fn openapi_documents_exactly_the_routes_the_router_serves() {
             .replace("{agent}", "ag-acme2")
             .replace("{key}", "k-none")
             .replace("{id}", "f-none")
+            .replace("{user}", "u-none")
             .replace("{asset}", "none")
             .replace("{framework}", "nis2");
         let m: Method = method.parse().unwrap();
@@ -320,7 +343,7 @@ async fn openapi_documents_exactly_the_routes_the_router_serves() {
         if r.status == StatusCode::NOT_FOUND {
             // Only a missing resource, never a missing route.
             assert!(
-                ["{key}", "{id}", "{asset}"]
+                ["{key}", "{id}", "{asset}", "{user}"]
                     .iter()
                     .any(|p| path.contains(p)),
                 "{method} {uri} is not routed"
