@@ -815,14 +815,13 @@ async fn set_member(
         if b.role != Role::Admin
             && let Some(u) = accounts.user_by_email(&email)?
             && accounts.membership(&u.id, &sc.tenant)? == Some(Role::Admin)
+            && admin_count(accounts, &sc.tenant)? <= 1
         {
-            if admin_count(accounts, &sc.tenant)? <= 1 {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "last_admin",
-                    "a tenant must keep at least one admin",
-                ));
-            }
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "last_admin",
+                "a tenant must keep at least one admin",
+            ));
         }
         let (user, created) = create_user_with_membership(
             accounts,
