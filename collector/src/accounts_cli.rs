@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use collector::admin::AdminRequest;
-use collector::console_api::{AccountRequest, CreatedUser};
+use collector::console_api::{AccountRequest, CreatedUser, UserSummary};
 use console::audit::VerifyReport;
 use protocol::TenantId;
 
@@ -26,6 +26,21 @@ pub enum UserCommand {
         /// Read the password from the first line of standard input instead of prompting.
         #[arg(long)]
         password_stdin: bool,
+    },
+    /// Set a user's password (e.g. for a locked-out admin); their sessions end.
+    Passwd {
+        /// Login email.
+        #[arg(long)]
+        email: String,
+        /// Read the password from the first line of standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users with their tenants and roles.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -78,8 +93,25 @@ fn read_password(from_stdin: bool) -> Result<String> {
     Ok(password)
 }
 
-/// The admin request for a user command.
-pub fn user_request(cmd: UserCommand) -> Result<AdminRequest> {
+/// The admin request for a user command, and whether to print JSON.
+pub fn user_request(cmd: UserCommand) -> Result<(AdminRequest, bool)> {
+    Ok(match cmd {
+        UserCommand::Passwd {
+            email,
+            password_stdin,
+        } => (
+            AdminRequest::Accounts(AccountRequest::SetPassword {
+                email,
+                password: read_password(password_stdin)?,
+            }),
+            false,
+        ),
+        UserCommand::List { json } => (AdminRequest::Accounts(AccountRequest::ListUsers), json),
+        create => (create_request(create)?, false),
+    })
+}
+
+fn create_request(cmd: UserCommand) -> Result<AdminRequest> {
     match cmd {
         UserCommand::Create {
             email,
@@ -92,11 +124,30 @@ pub fn user_request(cmd: UserCommand) -> Result<AdminRequest> {
             role,
             password: Some(read_password(password_stdin)?),
         })),
+        _ => bail!("not a user creation"),
     }
 }
 
 /// Prints the answer to a user command.
-pub fn print_user(v: serde_json::Value) -> Result<()> {
+pub fn print_user(v: serde_json::Value, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    if let Ok(users) = serde_json::from_value::<Vec<UserSummary>>(v.clone()) {
+        for u in users {
+            let tenants: Vec<String> = u.tenants.iter().map(|(t, r)| format!("{t}:{r}")).collect();
+            println!("{:<20} {:<40} {}", u.user_id, u.email, tenants.join(" "));
+        }
+        return Ok(());
+    }
+    if let Some(ended) = v.get("sessions_ended") {
+        println!(
+            "password set for {}; {ended} session(s) ended",
+            v["email"].as_str().unwrap_or_default()
+        );
+        return Ok(());
+    }
     let u: CreatedUser = serde_json::from_value(v)?;
     println!(
         "{} {} ({}) as {} in {}",

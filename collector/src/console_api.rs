@@ -231,6 +231,15 @@ pub enum AccountRequest {
         /// Password for a new user.
         password: Option<String>,
     },
+    /// Set a user's password (recovery for a locked-out admin); ends their sessions.
+    SetPassword {
+        /// Login email.
+        email: String,
+        /// The new password.
+        password: String,
+    },
+    /// Users with their tenants and roles.
+    ListUsers,
     /// Verify the audit hash chain of one tenant or of all.
     AuditVerify {
         /// Only this tenant.
@@ -251,6 +260,17 @@ pub struct CreatedUser {
     pub role: console::Role,
     /// Whether the user was new.
     pub created: bool,
+}
+
+/// A user with its memberships, as `collector user list` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserSummary {
+    /// User id.
+    pub user_id: String,
+    /// Login email.
+    pub email: String,
+    /// Tenant and role pairs.
+    pub tenants: Vec<(TenantId, console::Role)>,
 }
 
 /// Appends a CLI action to a tenant's audit log.
@@ -311,6 +331,37 @@ pub fn handle(accounts: &dyn AccountStore, req: AccountRequest) -> Result<Value,
                 created,
             })
             .map_err(|e| AdminError::Socket(e.to_string()))
+        }
+        AccountRequest::SetPassword { email, password } => {
+            let email = console::accounts::normalize_email(&email).map_err(refused)?;
+            let user = accounts
+                .user_by_email(&email)
+                .map_err(refused)?
+                .ok_or_else(|| AdminError::Refused(format!("no user with email {email}")))?;
+            let ended =
+                console::accounts::set_password(accounts, &user, &password, "cli", now_ms())
+                    .map_err(refused)?;
+            accounts.flush().map_err(refused)?;
+            to_json(serde_json::json!({ "email": email, "sessions_ended": ended }))
+                .map_err(|e| AdminError::Socket(e.to_string()))
+        }
+        AccountRequest::ListUsers => {
+            let mut out = Vec::new();
+            for u in accounts.users().map_err(refused)? {
+                let tenants = accounts
+                    .memberships_of(&u.id)
+                    .map_err(refused)?
+                    .into_iter()
+                    .map(|m| (m.tenant, m.role))
+                    .collect();
+                out.push(UserSummary {
+                    user_id: u.id,
+                    email: u.email,
+                    tenants,
+                });
+            }
+            out.sort_by(|a, b| a.email.cmp(&b.email));
+            to_json(out).map_err(|e| AdminError::Socket(e.to_string()))
         }
         AccountRequest::AuditVerify { tenant } => {
             let tenants = match tenant {

@@ -422,8 +422,9 @@ async fn main() -> Result<()> {
             }
         }
         Command::User { command } => {
-            let v = admin_request(config, accounts_cli::user_request(command)?).await?;
-            accounts_cli::print_user(v)?;
+            let (req, json) = accounts_cli::user_request(command)?;
+            let v = admin_request(config, req).await?;
+            accounts_cli::print_user(v, json)?;
         }
         Command::Audit { command } => {
             let (req, json) = accounts_cli::audit_request(command);

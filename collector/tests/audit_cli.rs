@@ -111,10 +111,29 @@ fn user_create_then_audit_verify_and_tamper_detection() {
     );
     assert!(o.status.success(), "{}", text(&o));
 
+    // Password recovery for a locked-out admin, and the user list.
+    let o = collector(
+        data,
+        &["user", "passwd", "--email", "A@b.test", "--password-stdin"],
+        Some("another long password\n"),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = collector(
+        data,
+        &["user", "passwd", "--email", "nobody@b.test", "--password-stdin"],
+        Some("another long password\n"),
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    let o = collector(data, &["user", "list", "--json"], None);
+    assert!(o.status.success(), "{}", text(&o));
+    let users: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(users[0]["email"], "a@b.test");
+    assert_eq!(users[0]["tenants"], serde_json::json!([["acme", "admin"]]));
+
     let o = collector(data, &["audit", "verify"], None);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("acme: ok, 2 entries"),
+        String::from_utf8_lossy(&o.stdout).contains("acme: ok, 3 entries"),
         "{}",
         text(&o)
     );

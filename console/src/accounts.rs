@@ -168,6 +168,10 @@ pub trait AccountStore: Send + Sync + 'static {
     fn user_by_email(&self, email: &str) -> AccountResult<Option<User>>;
     /// Looks a user up by id.
     fn user(&self, id: &str) -> AccountResult<Option<User>>;
+    /// Replaces a user's password hash.
+    fn set_password_hash(&self, user_id: &str, phc: &str) -> AccountResult<()>;
+    /// All users.
+    fn users(&self) -> AccountResult<Vec<User>>;
 
     /// Sets (or replaces) a user's role in a tenant.
     fn set_membership(&self, m: &Membership) -> AccountResult<()>;
@@ -201,6 +205,8 @@ pub trait AccountStore: Send + Sync + 'static {
     fn delete_session(&self, id_hash: [u8; 32]) -> AccountResult<()>;
     /// Deletes every session expired at `now_ms`; returns how many.
     fn prune_sessions(&self, now_ms: u64) -> AccountResult<usize>;
+    /// Deletes every session of a user; returns how many.
+    fn delete_user_sessions(&self, user_id: &str) -> AccountResult<usize>;
 
     /// Appends to a tenant's hash-chained audit log atomically; returns the entry.
     fn append_audit(&self, tenant: &TenantId, draft: AuditDraft) -> AccountResult<AuditEntry>;
@@ -329,4 +335,31 @@ pub fn create_user_with_membership(
         role,
     })?;
     Ok((user, created))
+}
+
+/// Sets a new password for a user, ends all of their sessions, and records
+/// `user.password_set` in the audit log of every tenant they belong to.
+pub fn set_password(
+    store: &dyn AccountStore,
+    user: &User,
+    new_password: &str,
+    actor: &str,
+    now_ms: u64,
+) -> AccountResult<usize> {
+    let phc = hash_password(new_password)?;
+    store.set_password_hash(&user.id, &phc)?;
+    let ended = store.delete_user_sessions(&user.id)?;
+    for m in store.memberships_of(&user.id)? {
+        store.append_audit(
+            &m.tenant,
+            AuditDraft {
+                time_ms: now_ms,
+                actor: actor.to_string(),
+                action: "user.password_set".into(),
+                target: user.email.clone(),
+                details: serde_json::json!({ "sessions_ended": ended }),
+            },
+        )?;
+    }
+    Ok(ended)
 }

@@ -380,6 +380,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/me", get(me))
+        .route("/me/password", post(change_password))
         .route("/openapi.json", get(openapi))
         .nest("/tenants/{tenant}", tenant);
     Router::new()
@@ -1121,4 +1122,65 @@ async fn audit_export(
             .into_response())
     })
     .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+/// Changes the caller's own password; every session of the user ends, this one included.
+async fn change_password(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let secure = state.inner.secure_cookies || forwarded_https(&headers);
+    let s = state.clone();
+    let principal = blocking(move || authenticate(s.inner.accounts.as_ref(), &headers)).await?;
+    let b: PasswordBody = parse_body(&body)?;
+    let Principal::User { user, .. } = principal else {
+        return Err(ApiError::bad_request(
+            "API keys have no password; log in as a user",
+        ));
+    };
+    // Guessing the current password through a stolen session counts as a failed login.
+    let key = format!("account:{}", user.email);
+    let now = Instant::now();
+    if let Some(wait) = state.inner.limiter.blocked_for(&key, now) {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many failed attempts; try again later",
+        );
+        e.retry_after = Some(wait.as_secs().max(1));
+        return Err(e);
+    }
+    let s = state.clone();
+    let (current, phc) = (b.current_password, user.password_hash.clone());
+    let ok = blocking(move || Ok(verify_password(&current, &phc))).await?;
+    if !ok {
+        s.inner.limiter.fail(&key, now);
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "the current password is wrong",
+        ));
+    }
+    blocking(move || {
+        let actor = format!("user:{}", user.email);
+        crate::accounts::set_password(
+            s.inner.accounts.as_ref(),
+            &user,
+            &b.new_password,
+            &actor,
+            now_ms(),
+        )?;
+        Ok(())
+    })
+    .await?;
+    let cookie = session_cookie("", 0, secure)?;
+    Ok(([(header::SET_COOKIE, cookie)], StatusCode::NO_CONTENT).into_response())
 }

@@ -63,6 +63,14 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
     ),
     r(
+        "post",
+        "/api/v1/me/password",
+        "Change your own password; all your sessions end",
+        None,
+        204,
+        Some("PasswordChange"),
+    ),
+    r(
         "get",
         "/api/v1/me",
         "The caller with its tenants and roles",
@@ -581,6 +589,13 @@ pub fn document() -> Value {
                         "reason": { "type": "string" },
                         "owner": { "type": "string", "description": "accountable person; the caller when absent" },
                         "expires_ms": { "type": "integer", "minimum": 0 }
+                    }
+                },
+                "PasswordChange": {
+                    "type": "object", "required": ["current_password", "new_password"],
+                    "properties": {
+                        "current_password": { "type": "string" },
+                        "new_password": { "type": "string", "minLength": 12 }
                     }
                 },
                 "MemberRequest": {

@@ -154,6 +154,20 @@ impl AccountStore for SledAccounts {
         Self::get(&self.users, id.as_bytes())
     }
 
+    fn set_password_hash(&self, user_id: &str, phc: &str) -> AccountResult<()> {
+        let mut user: User = Self::get(&self.users, user_id.as_bytes())?
+            .ok_or_else(|| AccountError::UnknownUser(user_id.to_string()))?;
+        user.password_hash = phc.to_string();
+        self.users
+            .insert(user_id.as_bytes(), encode(&user)?)
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn users(&self) -> AccountResult<Vec<User>> {
+        Self::scan(&self.users, b"")
+    }
+
     fn set_membership(&self, m: &Membership) -> AccountResult<()> {
         let rec = encode(m)?;
         let (kt, ku) = (
@@ -249,6 +263,18 @@ impl AccountStore for SledAccounts {
             // An unreadable session can never authenticate; drop it too.
             let expired = decode::<Session>(&k, &v).map_or(true, |s| s.expires_ms <= now_ms);
             if expired {
+                self.sessions.remove(&k).map_err(backend)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn delete_user_sessions(&self, user_id: &str) -> AccountResult<usize> {
+        let mut n = 0;
+        for kv in self.sessions.iter() {
+            let (k, v) = kv.map_err(backend)?;
+            if decode::<Session>(&k, &v).is_ok_and(|s| s.user_id == user_id) {
                 self.sessions.remove(&k).map_err(backend)?;
                 n += 1;
             }

@@ -581,3 +581,91 @@ async fn removed_members_lose_the_tenant_and_the_last_admin_stays() {
         ]
     );
 }
+
+#[tokio::test]
+async fn changing_the_password_needs_the_current_one_and_ends_every_session() {
+    let f = Fixture::new();
+    let first = Auth::Cookie(f.login("auditor@acme.test").await);
+    let second = Auth::Cookie(f.login("auditor@acme.test").await);
+    let body = |cur: &str, new: &str| Some(json!({ "current_password": cur, "new_password": new }));
+    let r = f
+        .call(
+            Method::POST,
+            "/api/v1/me/password",
+            &first,
+            body("not it at all", "a brand new password"),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (StatusCode::UNAUTHORIZED, "invalid_credentials")
+    );
+    let r = f
+        .call(
+            Method::POST,
+            "/api/v1/me/password",
+            &first,
+            body(PASSWORD, "short"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // API keys have no password.
+    let key = Auth::Bearer(f.api_key("acme", console::Role::Admin).1);
+    let r = f
+        .call(
+            Method::POST,
+            "/api/v1/me/password",
+            &key,
+            body(PASSWORD, "a brand new password"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    let r = f
+        .call(
+            Method::POST,
+            "/api/v1/me/password",
+            &first,
+            body(PASSWORD, "a brand new password"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    for s in [&first, &second] {
+        assert_eq!(
+            f.call(Method::GET, "/api/v1/me", s, None).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let r = f
+        .call(
+            Method::POST,
+            "/api/v1/login",
+            &Auth::None,
+            login_body("auditor@acme.test", PASSWORD),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = f
+        .call(
+            Method::POST,
+            "/api/v1/login",
+            &Auth::None,
+            login_body("auditor@acme.test", "a brand new password"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let last = f.accounts.audit_entries(&t("acme"), 1, 10).unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(
+        (
+            last[0].action.as_str(),
+            last[0].target.as_str(),
+            last[0].actor.as_str()
+        ),
+        (
+            "user.password_set",
+            "auditor@acme.test",
+            "user:auditor@acme.test"
+        )
+    );
+}

@@ -84,6 +84,7 @@ fn global_routes() -> Vec<(Method, &'static str)> {
         (Method::POST, "/api/v1/login"),
         (Method::POST, "/api/v1/logout"),
         (Method::GET, "/api/v1/me"),
+        (Method::POST, "/api/v1/me/password"),
         (Method::GET, "/api/v1/openapi.json"),
     ]
 }
@@ -230,6 +231,7 @@ async fn unauthenticated_requests_are_401_everywhere_but_login_and_openapi() {
     for (m, p) in [
         (Method::POST, "/api/v1/logout"),
         (Method::GET, "/api/v1/me"),
+        (Method::POST, "/api/v1/me/password"),
     ] {
         assert_eq!(
             f.call(m, p, &Auth::None, None).await.status,
