@@ -211,7 +211,10 @@ async fn anonymous(
 fn enroll(shared: &Shared, req: EnrollRequest) -> Result<EnrollResponse, (ErrorCode, String)> {
     let bad = |m: String| (ErrorCode::BadRequest, m);
     protocol::verifying_key(&req.signing_key).map_err(|e| bad(e.to_string()))?;
-    shared.pki.check_csr(&req.csr_der).map_err(|e| bad(e.to_string()))?;
+    shared
+        .pki
+        .check_csr(&req.csr_der)
+        .map_err(|e| bad(e.to_string()))?;
     let token = shared
         .store
         .consume_token(token_hash(&req.token), now_ms())
@@ -232,7 +235,10 @@ fn enroll(shared: &Shared, req: EnrollRequest) -> Result<EnrollResponse, (ErrorC
             shared.settings.agent_cert_lifetime,
         )
         .map_err(|e| internal(&e))?;
-    let tenant_ca = shared.pki.tenant_ca(&token.tenant).map_err(|e| internal(&e))?;
+    let tenant_ca = shared
+        .pki
+        .tenant_ca(&token.tenant)
+        .map_err(|e| internal(&e))?;
     let now = now_ms();
     let record = AgentRecord {
         tenant: token.tenant.clone(),
@@ -274,6 +280,13 @@ async fn agent(
     let key = protocol::verifying_key(&record.signing_key)?;
     record.last_seen_ms = now_ms();
     shared.store.put_agent(&record)?;
+    // Welcome tells the agent it may delete everything up to `last` from its
+    // spool, so `last` must be durable first: an earlier session may have stored
+    // batches whose flush and ack never happened.
+    let store = shared.store.clone();
+    tokio::task::spawn_blocking(move || store.flush())
+        .await
+        .map_err(|e| SessionError::Refused(format!("flush task failed: {e}")))??;
     let last = shared.store.delivery(&id.tenant, &id.agent)?.last_sequence;
     let _ = out.send(welcome(shared, version, last)).await;
     let jobs = shared
@@ -409,10 +422,10 @@ fn accept_batch(
     match shared.store.store_batch(&stored) {
         Ok(BatchOutcome::Stored) => {
             Metrics::inc(&shared.metrics.batches_stored);
-            shared
-                .metrics
-                .records_stored
-                .fetch_add(u64::from(stored.records), std::sync::atomic::Ordering::Relaxed);
+            shared.metrics.records_stored.fetch_add(
+                u64::from(stored.records),
+                std::sync::atomic::Ordering::Relaxed,
+            );
             // Findings are derived in the background; this only wakes the pipeline.
             shared.findings_notify.notify_one();
         }
@@ -426,7 +439,11 @@ fn accept_batch(
 }
 
 /// Group commit: one flush covers every batch stored while the previous flush ran.
-async fn ack_loop(shared: Arc<Shared>, mut stored: watch::Receiver<u64>, out: mpsc::Sender<Message>) {
+async fn ack_loop(
+    shared: Arc<Shared>,
+    mut stored: watch::Receiver<u64>,
+    out: mpsc::Sender<Message>,
+) {
     while stored.changed().await.is_ok() {
         let sequence = *stored.borrow_and_update();
         let store = shared.store.clone();
