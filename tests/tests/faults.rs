@@ -341,6 +341,7 @@ async fn certificate_expiring_mid_connection_keeps_the_connection_then_reconnect
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().join("c"),
         metrics_listen: String::new(),
+        console_listen: String::new(),
         agent_cert_lifetime: "1m".into(),
         ..CollectorConfig::default()
     }
