@@ -104,6 +104,9 @@ pub enum FindingError {
     Rules(String),
 }
 
+/// Key-value pairs returned by [`FindingStore::scan`].
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Reads and writes inside one atomic transaction.
 pub trait FindingTx {
     /// Value under `key`, seeing this transaction's own writes.
@@ -133,7 +136,7 @@ pub trait FindingStore: Send + Sync + 'static {
         after: Option<&[u8]>,
         reverse: bool,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, FindingError>;
+    ) -> Result<Entries, FindingError>;
     /// Removes `key` only if its value is still `expected`; true when removed.
     fn remove_if(&self, space: Space, key: &[u8], expected: &[u8]) -> Result<bool, FindingError>;
     /// Makes every write durable.
@@ -243,7 +246,7 @@ impl FindingStore for SledFindingStore {
         after: Option<&[u8]>,
         reverse: bool,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, FindingError> {
+    ) -> Result<Entries, FindingError> {
         let tree = self.tree(space);
         let mut out = Vec::new();
         let mut push =

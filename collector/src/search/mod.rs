@@ -202,9 +202,19 @@ impl SearchIndex {
     }
 
     fn with_index(index: Index, f: Fields, opts: IndexOptions) -> Result<Self, FindingError> {
-        let writer = index
-            .writer_with_num_threads(opts.threads.max(1), opts.heap_bytes.max(16 << 20))
-            .map_err(ix)?;
+        // A collector restarted in the same process may still be dropping the
+        // previous writer (a pass finishing on a blocking thread): wait for its lock.
+        let deadline = Instant::now() + std::time::Duration::from_secs(15);
+        let writer = loop {
+            match index.writer_with_num_threads(opts.threads.max(1), opts.heap_bytes.max(16 << 20))
+            {
+                Ok(w) => break w,
+                Err(tantivy::TantivyError::LockFailure(..)) if Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => return Err(ix(e)),
+            }
+        };
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
