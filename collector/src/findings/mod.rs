@@ -704,7 +704,6 @@ mod tests {
             TenantId::new("acme").unwrap(),
             AgentId::new("ag-1").unwrap(),
         );
-        let telnet = || port(23, "telnet", 0);
         let b1 = vec![port(23, "telnet", 10)];
         let e = apply_batch(&fs, &rules, &t, &a, 1, &b1, 1).unwrap();
         assert!(e.applied && e.new >= 1, "{e:?}");
@@ -754,7 +753,6 @@ mod tests {
             finding_id("acme", "10.0.0.1", "r", "l"),
             finding_id("globex", "10.0.0.1", "r", "l")
         );
-        let _ = telnet;
     }
 
     #[test]
