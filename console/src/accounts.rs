@@ -140,6 +140,9 @@ pub struct ApiKeyRecord {
     pub created_by: String,
     /// Creation time, ms since the epoch.
     pub created_ms: u64,
+    /// Expiry, ms since the epoch; never when absent.
+    #[serde(default)]
+    pub expires_ms: Option<u64>,
 }
 
 /// A console login session, stored under the SHA-256 of its cookie value.

@@ -243,6 +243,7 @@ fn authenticate(accounts: &dyn AccountStore, headers: &HeaderMap) -> Result<Prin
             .ok_or_else(ApiError::unauthenticated)?;
         let key = accounts
             .api_key(id)?
+            .filter(|k| k.expires_ms.is_none_or(|e| e > now_ms()))
             .ok_or_else(ApiError::unauthenticated)?;
         let want = hex::decode(&key.secret_sha256).map_err(ApiError::internal)?;
         if !ct_eq(&secret_hash(secret), &want) {
@@ -686,7 +687,7 @@ async fn runs(
 fn key_view(k: &ApiKeyRecord) -> Value {
     json!({
         "id": k.id, "name": k.name, "role": k.role, "tenant": k.tenant,
-        "created_by": k.created_by, "created_ms": k.created_ms,
+        "created_by": k.created_by, "created_ms": k.created_ms, "expires_ms": k.expires_ms,
     })
 }
 
@@ -710,6 +711,8 @@ async fn list_api_keys(
 struct ApiKeyBody {
     name: String,
     role: Role,
+    /// Lifetime in seconds; the key never expires when absent.
+    ttl_secs: Option<u64>,
 }
 
 async fn create_api_key(
@@ -724,7 +727,11 @@ async fn create_api_key(
     if name.is_empty() || name.len() > 100 {
         return Err(ApiError::bad_request("name must be 1 to 100 characters"));
     }
+    if b.ttl_secs == Some(0) {
+        return Err(ApiError::bad_request("ttl_secs must be at least 1"));
+    }
     blocking(move || {
+        let created_ms = now_ms();
         let id = format!("k-{}", hex::encode(random_bytes::<8>()?));
         let secret = hex::encode(random_bytes::<32>()?);
         let rec = ApiKeyRecord {
@@ -734,14 +741,17 @@ async fn create_api_key(
             name,
             secret_sha256: hex::encode(secret_hash(&secret)),
             created_by: sc.principal.actor(),
-            created_ms: now_ms(),
+            created_ms,
+            expires_ms: b
+                .ttl_secs
+                .map(|t| created_ms.saturating_add(t.saturating_mul(1000))),
         };
         state.inner.accounts.put_api_key(&rec)?;
         sc.audit(
             &state,
             "api_key.create",
             &id,
-            json!({ "name": rec.name, "role": rec.role }),
+            json!({ "name": rec.name, "role": rec.role, "expires_ms": rec.expires_ms }),
         )?;
         let mut v = key_view(&rec);
         // Shown once: only its hash is stored.

@@ -365,6 +365,7 @@ fn response_schemas() -> Map<String, Value> {
         ("tenant", s()),
         ("created_by", s()),
         ("created_ms", n()),
+        ("expires_ms", opt_n()),
     ];
     let mut created_key = api_key.to_vec();
     created_key.push((
@@ -580,7 +581,11 @@ pub fn document() -> Value {
                 },
                 "ApiKeyRequest": {
                     "type": "object", "required": ["name", "role"],
-                    "properties": { "name": { "type": "string" }, "role": { "$ref": "#/components/schemas/Role" } }
+                    "properties": {
+                        "name": { "type": "string" },
+                        "role": { "$ref": "#/components/schemas/Role" },
+                        "ttl_secs": { "type": "integer", "minimum": 1, "description": "never expires when absent" }
+                    }
                 },
                 "SuppressionRequest": {
                     "type": "object", "required": ["kind", "reason"],

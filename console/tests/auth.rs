@@ -669,3 +669,44 @@ async fn changing_the_password_needs_the_current_one_and_ends_every_session() {
         )
     );
 }
+
+#[tokio::test]
+async fn api_keys_with_a_lifetime_stop_working_when_it_ends() {
+    let f = Fixture::new();
+    let admin = Auth::Cookie(f.login("admin@acme.test").await);
+    let r = f
+        .call(
+            Method::POST,
+            "/api/v1/tenants/acme/api-keys",
+            &admin,
+            Some(json!({ "name": "ci", "role": "viewer", "ttl_secs": 3600 })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let expires = r.body["expires_ms"].as_u64().unwrap();
+    let created = r.body["created_ms"].as_u64().unwrap();
+    assert_eq!(expires - created, 3_600_000);
+    let key = Auth::Bearer(r.body["key"].as_str().unwrap().to_string());
+    assert_eq!(
+        f.call(Method::GET, "/api/v1/me", &key, None).await.status,
+        StatusCode::OK
+    );
+    // Move its expiry into the past.
+    let id = r.body["id"].as_str().unwrap();
+    let mut rec = f.accounts.api_key(id).unwrap().unwrap();
+    rec.expires_ms = Some(1);
+    f.accounts.put_api_key(&rec).unwrap();
+    assert_eq!(
+        f.call(Method::GET, "/api/v1/me", &key, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = f
+        .call(
+            Method::POST,
+            "/api/v1/tenants/acme/api-keys",
+            &admin,
+            Some(json!({ "name": "ci", "role": "viewer", "ttl_secs": 0 })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}

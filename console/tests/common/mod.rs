@@ -373,6 +373,7 @@ impl Fixture {
                 secret_sha256: hex::encode(console::accounts::secret_hash(&secret)),
                 created_by: "fixture".into(),
                 created_ms: 1,
+                expires_ms: None,
             })
             .unwrap();
         (id.clone(), format!("vgk_{id}_{secret}"))
