@@ -2,6 +2,7 @@
 //! [`console::Operations`] with its [`Admin`] operations, gives the console its
 //! account trees inside the same sled database, and serves the console router.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::admin::{Admin, AdminError, AdminRequest};
+use crate::config::TenantConfig;
 use crate::findings::requests::FindingsRequest;
 use crate::findings::{FindingError, SuppressionKind};
 use crate::store::{RunFilter, Store};
@@ -23,12 +25,23 @@ use crate::time::now_ms;
 pub struct ConsoleOps {
     admin: Admin,
     store: Arc<dyn Store>,
+    tenants: BTreeMap<String, TenantConfig>,
 }
 
 impl ConsoleOps {
     /// Operations over a running collector's admin handle and store.
     pub fn new(admin: Admin, store: Arc<dyn Store>) -> Self {
-        Self { admin, store }
+        Self {
+            admin,
+            store,
+            tenants: BTreeMap::new(),
+        }
+    }
+
+    /// Adds the configured per-tenant scope and jobs, for the scope view.
+    pub fn with_tenant_config(mut self, tenants: BTreeMap<String, TenantConfig>) -> Self {
+        self.tenants = tenants;
+        self
     }
 }
 
@@ -173,6 +186,16 @@ impl console::Operations for ConsoleOps {
             tenant: tenant.clone(),
             asset: asset.to_string(),
         })
+    }
+
+    fn scope(&self, tenant: &TenantId) -> Result<Value, OpsError> {
+        // A tenant without configuration may scan nothing: an empty scope, no jobs.
+        let config = self
+            .tenants
+            .get(tenant.as_str())
+            .cloned()
+            .unwrap_or_default();
+        to_json(config)
     }
 
     fn schedules(&self, tenant: &TenantId) -> Result<Value, OpsError> {

@@ -234,10 +234,10 @@ impl Collector {
         let mut console_addr = None;
         match (shared.settings.console_listen, &accounts) {
             (Some(addr), Some(a)) => {
-                let ops = Arc::new(console_api::ConsoleOps::new(
-                    admin.clone(),
-                    shared.store.clone(),
-                ));
+                let ops = Arc::new(
+                    console_api::ConsoleOps::new(admin.clone(), shared.store.clone())
+                        .with_tenant_config(shared.settings.raw.tenants.clone()),
+                );
                 let state = console::ConsoleState::new(a.clone(), ops);
                 let (local, task) =
                     console_api::serve(addr, state)

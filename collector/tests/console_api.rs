@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 
 use collector::Collector;
 use collector::admin::AdminRequest;
-use collector::config::CollectorConfig;
+use collector::config::{CollectorConfig, ScopeConfig, TenantConfig};
 use collector::console_api::AccountRequest;
 use collector::store::AgentRecord;
 use console::audit::VerifyReport;
@@ -77,6 +77,18 @@ async fn bootstrap_admin_logs_in_and_actions_are_audited() {
         data_dir: dir.path().to_path_buf(),
         metrics_listen: String::new(),
         console_listen: "127.0.0.1:0".into(),
+        tenants: [(
+            "acme".to_string(),
+            TenantConfig {
+                scope: ScopeConfig {
+                    cidrs: vec!["192.0.2.0/24".into()],
+                    hostnames: vec!["*.acme.test".into()],
+                    ports: "443,8443".into(),
+                },
+                jobs: vec![],
+            },
+        )]
+        .into(),
         ..CollectorConfig::default()
     }
     .validate()
@@ -301,6 +313,7 @@ async fn bootstrap_admin_logs_in_and_actions_are_audited() {
                 c,
                 None,
             ),
+            http(addr, "GET", "/api/v1/tenants/acme/scope", c, None),
         ]
     })
     .await
@@ -309,9 +322,12 @@ async fn bootstrap_admin_logs_in_and_actions_are_audited() {
     let statuses: Vec<u16> = f.iter().map(|a| a.status).collect();
     assert_eq!(
         statuses,
-        [200, 400, 404, 200, 200, 404, 404, 400],
+        [200, 400, 404, 200, 200, 404, 404, 400, 200],
         "{got:#?}"
     );
+    console::openapi::check_response("get", "/api/v1/tenants/{tenant}/scope", &f[8].body).unwrap();
+    assert_eq!(f[8].body["scope"]["cidrs"], json!(["192.0.2.0/24"]));
+    assert_eq!(f[8].body["scope"]["ports"], "443,8443");
     console::openapi::check_response("get", "/api/v1/tenants/{tenant}/findings", &f[0].body)
         .unwrap();
     console::openapi::check_response("get", "/api/v1/tenants/{tenant}/changes", &f[3].body)

@@ -44,6 +44,8 @@ pub trait Operations: Send + Sync + 'static {
     fn stats(&self, tenant: &TenantId) -> Result<Value, OpsError>;
     /// Newest stored records of a tenant.
     fn records(&self, tenant: &TenantId, limit: usize) -> Result<Value, OpsError>;
+    /// A tenant's authorised scan scope and configured jobs.
+    fn scope(&self, tenant: &TenantId) -> Result<Value, OpsError>;
     /// Collector-scheduled scan jobs of a tenant with their next due time.
     fn schedules(&self, tenant: &TenantId) -> Result<Value, OpsError>;
     /// Scan runs of a tenant, newest first.
@@ -359,6 +361,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/tokens", post(create_token))
         .route("/stats", get(stats))
         .route("/records", get(records))
+        .route("/scope", get(tenant_scope))
         .route("/schedules", get(schedules))
         .route("/runs", get(runs))
         .route("/findings", get(search_findings))
@@ -652,6 +655,15 @@ async fn records(
         ))
     })
     .await
+}
+
+async fn tenant_scope(
+    State(state): State<ConsoleState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    let sc = with_scope(&state, headers, tenant, Role::Viewer).await?;
+    blocking(move || Ok(axum::Json(state.inner.ops.scope(&sc.tenant)?))).await
 }
 
 async fn schedules(

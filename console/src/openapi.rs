@@ -147,6 +147,14 @@ pub const ROUTES: &[RouteDoc] = &[
     ),
     r(
         "get",
+        "/api/v1/tenants/{tenant}/scope",
+        "Authorised scan scope (CIDRs, host names, ports) and configured jobs",
+        Some("viewer"),
+        200,
+        None,
+    ),
+    r(
+        "get",
         "/api/v1/tenants/{tenant}/schedules",
         "Collector-scheduled scan jobs with their next due time",
         Some("viewer"),
@@ -294,6 +302,7 @@ pub fn response_schema(rd: &RouteDoc) -> Value {
         ("get", "stats") => schema_ref("TenantStats"),
         ("get", "records") => array_of("Record"),
         ("get", "schedules") => array_of("Schedule"),
+        ("get", "scope") => schema_ref("TenantScope"),
         ("get", "runs") => array_of("Run"),
         ("get", "api-keys") => array_of("ApiKey"),
         ("post", "api-keys") => schema_ref("CreatedApiKey"),
@@ -427,6 +436,29 @@ fn response_schemas() -> Map<String, Value> {
     put(
         "SearchResult",
         json!({ "type": "object", "description": "hits (findings and change events) with total and, when asked, facet counts" }),
+    );
+    put(
+        "TenantScope",
+        object(&[
+            (
+                "scope",
+                object(&[
+                    (
+                        "cidrs",
+                        json!({ "type": "array", "items": { "type": "string" } }),
+                    ),
+                    (
+                        "hostnames",
+                        json!({ "type": "array", "items": { "type": "string" } }),
+                    ),
+                    ("ports", s()),
+                ]),
+            ),
+            (
+                "jobs",
+                json!({ "type": "array", "items": { "type": "object" } }),
+            ),
+        ]),
     );
     put("ApiKey", object(&api_key));
     put("CreatedApiKey", object(&created_key));

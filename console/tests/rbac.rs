@@ -32,6 +32,7 @@ fn cases() -> Vec<Case> {
         c(Method::POST, "/tokens", Role::Admin, S::CREATED),
         c(Method::GET, "/stats", Role::Viewer, S::OK),
         c(Method::GET, "/records", Role::Viewer, S::OK),
+        c(Method::GET, "/scope", Role::Viewer, S::OK),
         c(Method::GET, "/schedules", Role::Viewer, S::OK),
         c(Method::GET, "/runs", Role::Viewer, S::OK),
         c(Method::GET, "/findings", Role::Viewer, S::OK),

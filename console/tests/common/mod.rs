@@ -198,6 +198,12 @@ impl Operations for TestOps {
         Ok(json!({ "asset": asset, "baseline_accepted": true }))
     }
 
+    fn scope(&self, tenant: &TenantId) -> Result<Value, OpsError> {
+        Ok(
+            json!({ "scope": { "cidrs": [format!("10.{}.0.0/16", tenant.as_str().len())], "hostnames": [], "ports": "1-1024" }, "jobs": [] }),
+        )
+    }
+
     fn schedules(&self, tenant: &TenantId) -> Result<Value, OpsError> {
         Ok(json!([{ "tenant": tenant, "job_id": "nightly" }]))
     }
