@@ -474,8 +474,10 @@ mod tests {
             e.contains("tenants.acme.jobs.nightly.windows") && e.contains("add a `schedule`"),
             "{e}"
         );
-        let mut c = CollectorConfig::default();
-        c.run_timeout = "0s".into();
+        let c = CollectorConfig {
+            run_timeout: "0s".into(),
+            ..CollectorConfig::default()
+        };
         assert!(
             c.validate()
                 .unwrap_err()
