@@ -75,30 +75,150 @@ impl Metrics {
         let mut out = String::new();
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         for (name, kind, help, v) in [
-            ("vigil_connections_total", "counter", "QUIC connections accepted.", get(&self.connections_total)),
-            ("vigil_connections_active", "gauge", "QUIC connections open.", get(&self.connections_active)),
-            ("vigil_handshakes_failed_total", "counter", "Connections whose handshake failed.", get(&self.handshakes_failed)),
-            ("vigil_enrollments_total", "counter", "Agents enrolled.", get(&self.enrollments)),
-            ("vigil_enrollments_refused_total", "counter", "Enrolment attempts refused.", get(&self.enrollments_refused)),
-            ("vigil_renewals_total", "counter", "Agent certificates renewed.", get(&self.renewals)),
-            ("vigil_batches_stored_total", "counter", "Result batches durably stored.", get(&self.batches_stored)),
-            ("vigil_batches_duplicate_total", "counter", "Replayed batches dropped.", get(&self.batches_duplicate)),
-            ("vigil_batches_rejected_total", "counter", "Batches refused.", get(&self.batches_rejected)),
-            ("vigil_records_stored_total", "counter", "Result records durably stored since start.", get(&self.records_stored)),
-            ("vigil_acks_sent_total", "counter", "Acks sent to agents.", get(&self.acks_sent)),
-            ("vigil_findings_batches_processed_total", "counter", "Batches applied by the findings pipeline.", get(&self.findings_batches_processed)),
-            ("vigil_findings_records_evaluated_total", "counter", "Records evaluated against the rules.", get(&self.findings_records_evaluated)),
-            ("vigil_findings_new_total", "counter", "Findings seen for the first time.", get(&self.findings_new)),
-            ("vigil_findings_resolved_total", "counter", "Findings resolved.", get(&self.findings_resolved)),
-            ("vigil_findings_reopened_total", "counter", "Findings reopened.", get(&self.findings_reopened)),
-            ("vigil_change_events_total", "counter", "Change events recorded.", get(&self.change_events)),
-            ("vigil_index_docs_committed_total", "counter", "Search documents committed.", get(&self.index_docs_committed)),
-            ("vigil_findings_errors_total", "counter", "Findings pipeline failures.", get(&self.findings_errors)),
-            ("vigil_findings_lag_batches", "gauge", "Stored batches not yet processed by the findings pipeline.", get(&self.findings_lag_batches)),
-            ("vigil_runs_dispatched_total", "counter", "Scheduled scan runs sent to agents.", get(&self.runs_dispatched)),
-            ("vigil_runs_succeeded_total", "counter", "Scheduled scan runs that succeeded.", get(&self.runs_succeeded)),
-            ("vigil_runs_failed_total", "counter", "Scheduled scan runs that failed or timed out.", get(&self.runs_failed)),
-            ("vigil_runs_missed_total", "counter", "Scheduled scan runs superseded before they started.", get(&self.runs_missed)),
+            (
+                "vigil_connections_total",
+                "counter",
+                "QUIC connections accepted.",
+                get(&self.connections_total),
+            ),
+            (
+                "vigil_connections_active",
+                "gauge",
+                "QUIC connections open.",
+                get(&self.connections_active),
+            ),
+            (
+                "vigil_handshakes_failed_total",
+                "counter",
+                "Connections whose handshake failed.",
+                get(&self.handshakes_failed),
+            ),
+            (
+                "vigil_enrollments_total",
+                "counter",
+                "Agents enrolled.",
+                get(&self.enrollments),
+            ),
+            (
+                "vigil_enrollments_refused_total",
+                "counter",
+                "Enrolment attempts refused.",
+                get(&self.enrollments_refused),
+            ),
+            (
+                "vigil_renewals_total",
+                "counter",
+                "Agent certificates renewed.",
+                get(&self.renewals),
+            ),
+            (
+                "vigil_batches_stored_total",
+                "counter",
+                "Result batches durably stored.",
+                get(&self.batches_stored),
+            ),
+            (
+                "vigil_batches_duplicate_total",
+                "counter",
+                "Replayed batches dropped.",
+                get(&self.batches_duplicate),
+            ),
+            (
+                "vigil_batches_rejected_total",
+                "counter",
+                "Batches refused.",
+                get(&self.batches_rejected),
+            ),
+            (
+                "vigil_records_stored_total",
+                "counter",
+                "Result records durably stored since start.",
+                get(&self.records_stored),
+            ),
+            (
+                "vigil_acks_sent_total",
+                "counter",
+                "Acks sent to agents.",
+                get(&self.acks_sent),
+            ),
+            (
+                "vigil_findings_batches_processed_total",
+                "counter",
+                "Batches applied by the findings pipeline.",
+                get(&self.findings_batches_processed),
+            ),
+            (
+                "vigil_findings_records_evaluated_total",
+                "counter",
+                "Records evaluated against the rules.",
+                get(&self.findings_records_evaluated),
+            ),
+            (
+                "vigil_findings_new_total",
+                "counter",
+                "Findings seen for the first time.",
+                get(&self.findings_new),
+            ),
+            (
+                "vigil_findings_resolved_total",
+                "counter",
+                "Findings resolved.",
+                get(&self.findings_resolved),
+            ),
+            (
+                "vigil_findings_reopened_total",
+                "counter",
+                "Findings reopened.",
+                get(&self.findings_reopened),
+            ),
+            (
+                "vigil_change_events_total",
+                "counter",
+                "Change events recorded.",
+                get(&self.change_events),
+            ),
+            (
+                "vigil_index_docs_committed_total",
+                "counter",
+                "Search documents committed.",
+                get(&self.index_docs_committed),
+            ),
+            (
+                "vigil_findings_errors_total",
+                "counter",
+                "Findings pipeline failures.",
+                get(&self.findings_errors),
+            ),
+            (
+                "vigil_findings_lag_batches",
+                "gauge",
+                "Stored batches not yet processed by the findings pipeline.",
+                get(&self.findings_lag_batches),
+            ),
+            (
+                "vigil_runs_dispatched_total",
+                "counter",
+                "Scheduled scan runs sent to agents.",
+                get(&self.runs_dispatched),
+            ),
+            (
+                "vigil_runs_succeeded_total",
+                "counter",
+                "Scheduled scan runs that succeeded.",
+                get(&self.runs_succeeded),
+            ),
+            (
+                "vigil_runs_failed_total",
+                "counter",
+                "Scheduled scan runs that failed or timed out.",
+                get(&self.runs_failed),
+            ),
+            (
+                "vigil_runs_missed_total",
+                "counter",
+                "Scheduled scan runs superseded before they started.",
+                get(&self.runs_missed),
+            ),
         ] {
             line(&mut out, name, kind, help, v);
         }
@@ -110,12 +230,18 @@ impl Metrics {
                     e.0 += c.batches;
                     e.1 += c.records;
                 }
-                let _ = writeln!(out, "# HELP vigil_tenant_records_stored Records held per tenant.");
+                let _ = writeln!(
+                    out,
+                    "# HELP vigil_tenant_records_stored Records held per tenant."
+                );
                 let _ = writeln!(out, "# TYPE vigil_tenant_records_stored gauge");
                 for (t, (_, r)) in &per_tenant {
                     let _ = writeln!(out, "vigil_tenant_records_stored{{tenant=\"{t}\"}} {r}");
                 }
-                let _ = writeln!(out, "# HELP vigil_tenant_batches_stored Batches held per tenant.");
+                let _ = writeln!(
+                    out,
+                    "# HELP vigil_tenant_batches_stored Batches held per tenant."
+                );
                 let _ = writeln!(out, "# TYPE vigil_tenant_batches_stored gauge");
                 for (t, (b, _)) in &per_tenant {
                     let _ = writeln!(out, "vigil_tenant_batches_stored{{tenant=\"{t}\"}} {b}");

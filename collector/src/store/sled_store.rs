@@ -487,7 +487,10 @@ mod tests {
     use super::*;
 
     fn ids() -> (TenantId, AgentId) {
-        (TenantId::new("acme").unwrap(), AgentId::new("ag-1").unwrap())
+        (
+            TenantId::new("acme").unwrap(),
+            AgentId::new("ag-1").unwrap(),
+        )
     }
 
     fn batch(seq: u64) -> StoredBatch {
