@@ -78,6 +78,8 @@ pub struct CollectorConfig {
     pub metrics_listen: String,
     /// Where to serve the console HTTP API (`/api/v1`); empty string disables.
     pub console_listen: String,
+    /// Reverse proxies in front of the console whose `X-Forwarded-For` is believed.
+    pub console_trusted_proxies: Vec<String>,
     /// Lifetime of agent certificates.
     pub agent_cert_lifetime: String,
     /// Default lifetime of enrolment tokens.
@@ -104,6 +106,7 @@ impl Default for CollectorConfig {
             server_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
             metrics_listen: "127.0.0.1:9464".into(),
             console_listen: "127.0.0.1:8080".into(),
+            console_trusted_proxies: Vec::new(),
             agent_cert_lifetime: "30d".into(),
             token_ttl: "24h".into(),
             heartbeat_interval: "15s".into(),
@@ -176,6 +179,8 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// Parsed console API address.
     pub console_listen: Option<SocketAddr>,
+    /// Parsed trusted proxy addresses of the console.
+    pub console_trusted_proxies: Vec<std::net::IpAddr>,
     /// Parsed agent certificate lifetime.
     pub agent_cert_lifetime: Duration,
     /// Parsed token lifetime.
@@ -223,6 +228,15 @@ impl CollectorConfig {
                     .map_err(|e| invalid("console_listen", format!("{s:?}: {e}")))?,
             ),
         };
+        let console_trusted_proxies = self
+            .console_trusted_proxies
+            .iter()
+            .map(|s| {
+                s.trim()
+                    .parse()
+                    .map_err(|e| invalid("console_trusted_proxies", format!("{s:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let agent_cert_lifetime = parse_duration("agent_cert_lifetime", &self.agent_cert_lifetime)?;
         if agent_cert_lifetime < Duration::from_secs(60) {
             return Err(invalid("agent_cert_lifetime", "must be at least 1m"));
@@ -261,6 +275,7 @@ impl CollectorConfig {
         Ok(Settings {
             metrics_listen,
             console_listen,
+            console_trusted_proxies,
             agent_cert_lifetime,
             token_ttl,
             heartbeat_interval,

@@ -238,7 +238,11 @@ impl Collector {
                     console_api::ConsoleOps::new(admin.clone(), shared.store.clone())
                         .with_tenant_config(shared.settings.raw.tenants.clone()),
                 );
-                let state = console::ConsoleState::new(a.clone(), ops);
+                let options = console::ConsoleOptions {
+                    trusted_proxies: shared.settings.console_trusted_proxies.clone(),
+                    ..console::ConsoleOptions::default()
+                };
+                let state = console::ConsoleState::with_options(a.clone(), ops, options);
                 let (local, task) =
                     console_api::serve(addr, state)
                         .await

@@ -1,6 +1,6 @@
 //! HTTP API v1: authentication, tenant scoping, role checks and handlers.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -125,6 +125,7 @@ struct Inner {
     limiter: LoginLimiter,
     secure_cookies: bool,
     session_ttl: Duration,
+    trusted_proxies: Vec<IpAddr>,
 }
 
 impl ConsoleState {
@@ -147,6 +148,7 @@ impl ConsoleState {
                 limiter: LoginLimiter::new(o.max_login_failures, o.login_window),
                 secure_cookies: o.secure_cookies,
                 session_ttl: o.session_ttl,
+                trusted_proxies: o.trusted_proxies,
             }),
         }
     }
@@ -168,6 +170,8 @@ pub struct ConsoleOptions {
     pub max_login_failures: usize,
     /// Window of the login rate limit.
     pub login_window: Duration,
+    /// Reverse proxies whose `X-Forwarded-For` names the real client.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for ConsoleOptions {
@@ -177,6 +181,7 @@ impl Default for ConsoleOptions {
             session_ttl: Duration::from_secs(12 * 3600),
             max_login_failures: 5,
             login_window: Duration::from_secs(15 * 60),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -410,8 +415,32 @@ struct LoginBody {
     password: String,
 }
 
-fn client_ip(req_addr: Option<SocketAddr>) -> String {
-    req_addr.map_or_else(|| "unknown".to_string(), |a| a.ip().to_string())
+/// The client's address: the peer, or — only when the peer is a trusted proxy —
+/// the right-most `X-Forwarded-For` entry that is not itself a trusted proxy
+/// (entries further left are whatever the client chose to send).
+fn client_ip(peer: Option<SocketAddr>, headers: &HeaderMap, trusted: &[IpAddr]) -> String {
+    let Some(peer) = peer.map(|a| a.ip()) else {
+        return "unknown".to_string();
+    };
+    if !trusted.contains(&peer) {
+        return peer.to_string();
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    forwarded
+        .iter()
+        .rev()
+        .map(|s| s.parse::<IpAddr>())
+        .find(|ip| ip.as_ref().map_or(true, |ip| !trusted.contains(ip)))
+        .map_or(peer.to_string(), |ip| {
+            // A malformed entry is the last hop we can attribute; count it as the proxy's.
+            ip.map_or(peer.to_string(), |ip| ip.to_string())
+        })
 }
 
 fn tenants_of(accounts: &dyn AccountStore, p: &Principal) -> Result<Value, ApiError> {
@@ -452,22 +481,20 @@ async fn login(State(state): State<ConsoleState>, req: Request) -> Result<Respon
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     let secure = state.inner.secure_cookies || forwarded_https(req.headers());
+    let ip = client_ip(addr, req.headers(), &state.inner.trusted_proxies);
     let body = axum::body::to_bytes(req.into_body(), 64 * 1024)
         .await
         .map_err(|_| ApiError::bad_request("request body too large"))?;
     let body: LoginBody = parse_body(&body)?;
     let email = normalize_email(&body.email).unwrap_or_else(|_| body.email.clone());
-    let keys = [
-        format!("account:{email}"),
-        format!("ip:{}", client_ip(addr)),
-    ];
+    let keys = [format!("account:{email}"), format!("ip:{ip}")];
     let now = Instant::now();
     if let Some(wait) = keys
         .iter()
         .filter_map(|k| state.inner.limiter.blocked_for(k, now))
         .max()
     {
-        tracing::warn!(%email, ip = %client_ip(addr), "login rate limited");
+        tracing::warn!(%email, ip = %ip, "login rate limited");
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
@@ -493,7 +520,7 @@ async fn login(State(state): State<ConsoleState>, req: Request) -> Result<Respon
         for k in &keys {
             state.inner.limiter.fail(k, now);
         }
-        tracing::info!(%email, ip = %client_ip(addr), "login failed");
+        tracing::info!(%email, ip = %ip, "login failed");
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_credentials",

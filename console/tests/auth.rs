@@ -710,3 +710,59 @@ async fn api_keys_with_a_lifetime_stop_working_when_it_ends() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn forwarded_for_counts_only_behind_a_trusted_proxy() {
+    let f = Fixture::with_options(ConsoleOptions {
+        trusted_proxies: vec!["10.9.9.9".parse().unwrap()],
+        ..ConsoleOptions::default()
+    });
+    let xff = |v: &str| Auth::Headers(vec![("x-forwarded-for".into(), v.into())]);
+    let fail = |auth: Auth, peer: &'static str, n: usize| {
+        let f = &f;
+        async move {
+            let r = f
+                .call_from(
+                    Method::POST,
+                    "/api/v1/login",
+                    &auth,
+                    login_body(&format!("guess{n}@acme.test"), "nope nope nope"),
+                    peer,
+                )
+                .await;
+            r.status
+        }
+    };
+    // Through the proxy: five failures from one real client block that client only.
+    for n in 0..5 {
+        assert_eq!(
+            fail(xff("198.51.100.1"), "10.9.9.9:1", n).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        fail(xff("198.51.100.1"), "10.9.9.9:1", 9).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A client-supplied entry left of the real one cannot dodge the limit.
+    assert_eq!(
+        fail(xff("203.0.113.5, 198.51.100.1"), "10.9.9.9:1", 9).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        fail(xff("198.51.100.2"), "10.9.9.9:1", 9).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // From an untrusted peer the header is ignored: rotating it does not help.
+    for n in 0..5 {
+        let spoof = format!("203.0.113.{n}");
+        assert_eq!(
+            fail(xff(&spoof), "192.0.2.50:1", n).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        fail(xff("203.0.113.99"), "192.0.2.50:1", 7).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
