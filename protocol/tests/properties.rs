@@ -193,12 +193,7 @@ proptest! {
         let mut dec = FrameDecoder::new(4096);
         for c in bytes.chunks(chunk) {
             dec.push(c);
-            loop {
-                match dec.next_message() {
-                    Ok(Some(_)) => continue,
-                    Ok(None) | Err(_) => break,
-                }
-            }
+            while let Ok(Some(_)) = dec.next_message() {}
         }
         let _ = decode_frame(&bytes, 4096);
         let _ = decode_value::<BatchBody>(&bytes);
