@@ -120,7 +120,13 @@ fn user_create_then_audit_verify_and_tamper_detection() {
     assert!(o.status.success(), "{}", text(&o));
     let o = collector(
         data,
-        &["user", "passwd", "--email", "nobody@b.test", "--password-stdin"],
+        &[
+            "user",
+            "passwd",
+            "--email",
+            "nobody@b.test",
+            "--password-stdin",
+        ],
         Some("another long password\n"),
     );
     assert!(!o.status.success(), "{}", text(&o));
