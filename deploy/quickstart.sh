@@ -13,6 +13,7 @@ SECONDS_TO_RUN="${QUICKSTART_SECONDS:-40}"
 DATA="$PWD/vigil-data/quickstart"
 QUIC_PORT="${QUICKSTART_QUIC_PORT:-14433}"
 METRICS_PORT="${QUICKSTART_METRICS_PORT:-19464}"
+CONSOLE_PORT="${QUICKSTART_CONSOLE_PORT:-18080}"
 
 echo "==> building collector and agent (release; the first build takes a few minutes)"
 cargo build --release --quiet -p collector -p agent
@@ -28,6 +29,7 @@ cat > "$DATA/collector.toml" <<TOML
 listen = "127.0.0.1:$QUIC_PORT"
 data_dir = "$DATA/collector"
 metrics_listen = "127.0.0.1:$METRICS_PORT"
+console_listen = "127.0.0.1:$CONSOLE_PORT"
 
 [tenants.demo.scope]
 cidrs = ["127.0.0.1/32"]

@@ -94,6 +94,9 @@ pub struct CollectorConfig {
     pub run_timeout: String,
     /// Finished scan runs older than this are deleted from the run history.
     pub run_retention: String,
+    /// Directory of additional rule files (`*.toml`) loaded after the shipped
+    /// rules; empty means the shipped rules only.
+    pub rules_dir: String,
     /// Per-tenant scope and jobs.
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -107,6 +110,7 @@ impl Default for CollectorConfig {
             metrics_listen: "127.0.0.1:9464".into(),
             console_listen: "127.0.0.1:8080".into(),
             console_trusted_proxies: Vec::new(),
+            rules_dir: String::new(),
             agent_cert_lifetime: "30d".into(),
             token_ttl: "24h".into(),
             heartbeat_interval: "15s".into(),
@@ -197,6 +201,18 @@ pub struct Settings {
     pub run_timeout: Duration,
     /// Parsed run retention.
     pub run_retention: Duration,
+    /// Directory of user rule files, if configured.
+    pub rules_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    /// The shipped rules plus any in `rules_dir`; errors name file, line and column.
+    pub fn load_rules(&self) -> Result<rules::RuleSet, rules::RuleError> {
+        match &self.rules_dir {
+            Some(dir) => rules::RuleSet::builtin_plus_dir(dir),
+            None => rules::RuleSet::builtin(),
+        }
+    }
 }
 
 impl CollectorConfig {
@@ -272,7 +288,18 @@ impl CollectorConfig {
                 schedules.insert(id, scheduled);
             }
         }
+        let rules_dir = match self.rules_dir.trim() {
+            "" => None,
+            d => {
+                let dir = PathBuf::from(d);
+                if !dir.is_dir() {
+                    return Err(invalid("rules_dir", format!("{d:?} is not a directory")));
+                }
+                Some(dir)
+            }
+        };
         Ok(Settings {
+            rules_dir,
             metrics_listen,
             console_listen,
             console_trusted_proxies,
@@ -499,6 +526,49 @@ mod tests {
                 .to_string()
                 .contains("run_timeout")
         );
+    }
+
+    #[test]
+    fn user_rules_directory_is_loaded_and_its_errors_located() {
+        let dir = tempfile::tempdir().unwrap();
+        let rule = r#"[[rule]]
+id = "custom.http.server-header"
+title = "Server header present"
+severity = "info"
+applies_to = "http"
+condition = 'exists(http.server)'
+evidence = "{http.url} sends Server: {http.server}"
+description = "House rule: no Server header at all."
+remediation = "Remove the Server header."
+
+[rule.mappings]
+iso27001 = ["A.8.9"]
+"#;
+        std::fs::write(dir.path().join("house.toml"), rule).unwrap();
+        let settings = CollectorConfig {
+            rules_dir: dir.path().display().to_string(),
+            ..CollectorConfig::default()
+        }
+        .validate()
+        .unwrap();
+        let set = settings.load_rules().unwrap();
+        let builtin = rules::RuleSet::builtin().unwrap().rules().len();
+        assert_eq!(set.rules().len(), builtin + 1);
+        assert!(set.rule("custom.http.server-header").is_some());
+
+        std::fs::write(
+            dir.path().join("broken.toml"),
+            rule.replace("custom.http.server-header", "custom.other")
+                .replace("exists(http.server)", "http.servr == absent"),
+        )
+        .unwrap();
+        let err = settings.load_rules().unwrap_err().to_string();
+        assert!(err.contains("broken.toml:6:"), "{err}");
+        let missing = CollectorConfig {
+            rules_dir: dir.path().join("nope").display().to_string(),
+            ..CollectorConfig::default()
+        };
+        assert!(missing.validate().unwrap_err().to_string().contains("rules_dir"));
     }
 
     #[test]

@@ -246,7 +246,7 @@ async fn admin_request(config: CollectorConfig, req: AdminRequest) -> Result<ser
     };
     let admin = if matches!(req, AdminRequest::Findings(_)) {
         // Offline: bring findings up to date with the stored batches first.
-        let rules = rules::RuleSet::builtin()?;
+        let rules = settings.load_rules()?;
         let pipeline = collector::findings::pipeline::Pipeline::open(
             &settings.raw.data_dir,
             store.clone(),

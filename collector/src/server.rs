@@ -150,7 +150,10 @@ impl Collector {
             metrics.clone(),
             clock,
         ));
-        let rules = rules::RuleSet::builtin().map_err(|e| FindingError::Rules(e.to_string()))?;
+        let rules = settings
+            .load_rules()
+            .map_err(|e| FindingError::Rules(e.to_string()))?;
+        tracing::info!("{} compliance rules loaded", rules.rules().len());
         let findings = Arc::new(Pipeline::open(
             &settings.raw.data_dir,
             store.clone(),
