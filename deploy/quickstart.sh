@@ -90,6 +90,12 @@ echo
 echo "==> newest results"
 $C records --tenant demo --limit 6
 echo
+echo "==> compliance findings (rules evaluated on the collector)"
+$C findings search --tenant demo 'sort:-severity' --limit 10 || true
+echo
+echo "==> NIS2 posture"
+$C posture --tenant demo --framework nis2 --history 3 || true
+echo
 echo "==> collector metrics (http://127.0.0.1:$METRICS_PORT/metrics)"
 if command -v curl >/dev/null; then
   curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | grep -E '^vigil_(batches_stored|records_stored|enrollments|connections_total|tenant_records)' || true
