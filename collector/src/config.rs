@@ -97,6 +97,9 @@ pub struct CollectorConfig {
     /// Directory of additional rule files (`*.toml`) loaded after the shipped
     /// rules; empty means the shipped rules only.
     pub rules_dir: String,
+    /// Evaluate rules, track findings and changes and index them while ingesting;
+    /// `false` runs an ingest-only collector that catches up when re-enabled.
+    pub findings_pipeline: bool,
     /// Per-tenant scope and jobs.
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -111,6 +114,7 @@ impl Default for CollectorConfig {
             console_listen: "127.0.0.1:8080".into(),
             console_trusted_proxies: Vec::new(),
             rules_dir: String::new(),
+            findings_pipeline: true,
             agent_cert_lifetime: "30d".into(),
             token_ttl: "24h".into(),
             heartbeat_interval: "15s".into(),

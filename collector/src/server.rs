@@ -211,12 +211,18 @@ impl Collector {
                 .run(std::time::Duration::from_secs(1)),
         ));
         // Findings are derived off the ack path, woken after each stored batch.
-        tasks.push(
-            shared
-                .findings
-                .clone()
-                .spawn(shared.findings_notify.clone()),
-        );
+        // Disabled, the collector only ingests; the durable per-agent cursors let
+        // a later start with the pipeline enabled catch up on everything stored.
+        if shared.settings.raw.findings_pipeline {
+            tasks.push(
+                shared
+                    .findings
+                    .clone()
+                    .spawn(shared.findings_notify.clone()),
+            );
+        } else {
+            tracing::info!("findings pipeline disabled: ingest only");
+        }
         let sock = admin_socket::socket_path(&shared.settings.raw.data_dir);
         let admin = Admin::new(
             shared.store.clone(),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent::{Spool, Uplink, UplinkConfig};
-use e2e::{enroll, init, records, start_collector};
+use e2e::{enroll, init, records};
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -31,12 +31,27 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(run(total, per_batch));
+    // Transport alone (ingest-only collector), then with the findings pipeline
+    // competing for the same two cores, as in a default deployment.
+    for pipeline in [false, true] {
+        rt.block_on(run(total, per_batch, pipeline));
+    }
 }
 
-async fn run(total: usize, per_batch: usize) {
+async fn run(total: usize, per_batch: usize, pipeline: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let collector = start_collector(&dir.path().join("collector")).await;
+    let mut settings = e2e::settings(
+        &dir.path().join("collector"),
+        "127.0.0.1:0".parse().expect("addr"),
+    );
+    settings.raw.findings_pipeline = pipeline;
+    let collector = collector::Collector::start(settings)
+        .await
+        .expect("collector");
+    println!(
+        "== findings pipeline {}",
+        if pipeline { "on (default)" } else { "off (ingest only)" }
+    );
     let state = enroll(&collector, "bench", &dir.path().join("agent"))
         .await
         .expect("enrol");
