@@ -488,22 +488,30 @@ async fn collector_sigkill_while_another_agent_enrols() {
         })
     };
 
-    // Agents enrolling, two at a time, while the collector is killed.
-    const ENROLLING: usize = 12;
+    // Agents enrolling, two at a time; the collector is killed as soon as the
+    // first of them has its certificate, so the next ones are mid-enrolment.
+    const ENROLLING: usize = 24;
     let mut tokens = Vec::new();
     for _ in 0..ENROLLING {
         tokens.push(admin_token(&proc, "globex").await);
     }
     let sem = Arc::new(tokio::sync::Semaphore::new(2));
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut enrolments = Vec::new();
     for (i, t) in tokens.iter().cloned().enumerate() {
-        let (sem, d) = (sem.clone(), dir.path().join(format!("e{i}")));
+        let (sem, d, done) = (
+            sem.clone(),
+            dir.path().join(format!("e{i}")),
+            done_tx.clone(),
+        );
         enrolments.push(tokio::spawn(async move {
             let _p = sem.acquire_owned().await.unwrap();
-            enroll_with(addr, &t, &d).await
+            let r = enroll_with(addr, &t, &d).await;
+            let _ = done.send(());
+            r
         }));
     }
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    done_rx.recv().await.unwrap();
     proc.kill();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let proc = CollectorProcess::start(&cdir, addr).await;
