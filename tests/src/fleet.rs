@@ -349,6 +349,11 @@ impl Rng {
         self.0
     }
 
+    /// True once in `n` draws on average.
+    fn one_in(&mut self, n: u64) -> bool {
+        self.next().is_multiple_of(n)
+    }
+
     fn pick<'a>(&mut self, options: &[&'a str]) -> &'a str {
         options[(self.next() % options.len() as u64) as usize]
     }
@@ -405,7 +410,7 @@ pub fn realistic_records(agent: usize, sequence: u64, n: usize, now_ms: u64) -> 
                 6 | 7 => {
                     let days_left = (rng.next() % 400) as i64 - 30;
                     let not_after_ms = now_ms as i64 + days_left * 86_400_000;
-                    let legacy = rng.next() % 4 == 0;
+                    let legacy = rng.one_in(4);
                     let mut protocols = vec![TlsVersion::Tls12, TlsVersion::Tls13];
                     let mut weak_ciphers = Vec::new();
                     if legacy {
@@ -421,7 +426,7 @@ pub fn realistic_records(agent: usize, sequence: u64, n: usize, now_ms: u64) -> 
                             ],
                         });
                     }
-                    let self_signed = rng.next() % 10 == 0;
+                    let self_signed = rng.one_in(10);
                     Observation::Tls(TlsObservation {
                         ip: ip.clone(),
                         port: 443,
@@ -454,20 +459,20 @@ pub fn realistic_records(agent: usize, sequence: u64, n: usize, now_ms: u64) -> 
                     })
                 }
                 8 => {
-                    let hsts = rng.next() % 3 != 0;
+                    let hsts = !rng.one_in(3);
                     Observation::Http(HttpObservation {
                         url: format!("https://{name}/"),
                         status: 200,
                         hsts: hsts.then(|| "max-age=31536000; includeSubDomains".into()),
                         hsts_max_age: hsts.then_some(31_536_000),
                         hsts_include_subdomains: hsts,
-                        csp: (rng.next() % 2 == 0).then(|| "default-src 'self'".into()),
+                        csp: rng.one_in(2).then(|| "default-src 'self'".into()),
                         x_frame_options: Some("DENY".into()),
                         x_content_type_options: Some("nosniff".into()),
                         referrer_policy: None,
                         permissions_policy: None,
                         server: Some("nginx/1.24.0".into()),
-                        x_powered_by: (rng.next() % 4 == 0).then(|| "PHP/8.1.2".into()),
+                        x_powered_by: rng.one_in(4).then(|| "PHP/8.1.2".into()),
                         redirects_to_https: None,
                     })
                 }
@@ -489,7 +494,7 @@ pub fn realistic_records(agent: usize, sequence: u64, n: usize, now_ms: u64) -> 
                         }),
                         caa: vec!["0 issue \"letsencrypt.org\"".into()],
                         mx: vec![format!("10 mx1.{domain}")],
-                        dnssec_signed: rng.next() % 2 == 0,
+                        dnssec_signed: rng.one_in(2),
                         domain,
                     })
                 }
