@@ -572,7 +572,13 @@ iso27001 = ["A.8.9"]
             rules_dir: dir.path().join("nope").display().to_string(),
             ..CollectorConfig::default()
         };
-        assert!(missing.validate().unwrap_err().to_string().contains("rules_dir"));
+        assert!(
+            missing
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("rules_dir")
+        );
     }
 
     #[test]

@@ -9,8 +9,7 @@ use std::time::Duration;
 use protocol::{AgentId, AgentIdentity, TenantId};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
-    SerialNumber,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use rustls_pki_types::{CertificateDer, CertificateSigningRequestDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
@@ -183,10 +182,9 @@ impl Pki {
         csr_der: &[u8],
         lifetime: Duration,
     ) -> Result<IssuedCert, PkiError> {
-        let csr = CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(
-            csr_der,
-        ))
-        .map_err(|e| PkiError::BadCsr(e.to_string()))?;
+        let csr =
+            CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(csr_der))
+                .map_err(|e| PkiError::BadCsr(e.to_string()))?;
         let identity = AgentIdentity {
             tenant: tenant.clone(),
             agent: agent.clone(),

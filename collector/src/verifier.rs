@@ -45,7 +45,7 @@ fn other(msg: impl Into<String>) -> rustls::Error {
     }
     impl std::error::Error for Msg {}
     rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(Msg(
-        msg.into(),
+        msg.into()
     )))))
 }
 
@@ -112,8 +112,11 @@ impl ClientCertVerifier for AgentCertVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let identity = identity_from_cert(end_entity).map_err(other)?;
-        self.tenant_verifier(&identity.tenant)?
-            .verify_client_cert(end_entity, intermediates, now)?;
+        self.tenant_verifier(&identity.tenant)?.verify_client_cert(
+            end_entity,
+            intermediates,
+            now,
+        )?;
         let record = self
             .store
             .agent(&identity.agent)

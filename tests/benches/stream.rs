@@ -50,7 +50,11 @@ async fn run(total: usize, per_batch: usize, pipeline: bool) {
         .expect("collector");
     println!(
         "== findings pipeline {}",
-        if pipeline { "on (default)" } else { "off (ingest only)" }
+        if pipeline {
+            "on (default)"
+        } else {
+            "off (ingest only)"
+        }
     );
     let state = enroll(&collector, "bench", &dir.path().join("agent"))
         .await
