@@ -3,7 +3,8 @@
 //! acknowledged by the collector. Prints records/s for the whole path.
 //!
 //! Run: `cargo bench -p e2e --bench stream` (VIGIL_BENCH_RECORDS and
-//! VIGIL_BENCH_BATCH override the record count and batch size).
+//! VIGIL_BENCH_BATCH override the record count and batch size;
+//! VIGIL_BENCH_PIPELINE=off|on runs only one of the two collector modes).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,7 +34,12 @@ fn main() {
         .expect("runtime");
     // Transport alone (ingest-only collector), then with the findings pipeline
     // competing for the same two cores, as in a default deployment.
-    for pipeline in [false, true] {
+    let modes: &[bool] = match std::env::var("VIGIL_BENCH_PIPELINE").as_deref() {
+        Ok("off") => &[false],
+        Ok("on") => &[true],
+        _ => &[false, true],
+    };
+    for &pipeline in modes {
         rt.block_on(run(total, per_batch, pipeline));
     }
 }
