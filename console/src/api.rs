@@ -348,6 +348,17 @@ fn query_number(raw: &Option<String>, name: &str) -> Result<Option<u64>, ApiErro
         .transpose()
 }
 
+/// The `limit` query parameter: `default` when absent, else 1..=`max`.
+fn query_limit(raw: &Option<String>, default: u64, max: usize) -> Result<u64, ApiError> {
+    let limit = query_number(raw, "limit")?.unwrap_or(default);
+    if limit == 0 || limit > max as u64 {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {max}"
+        )));
+    }
+    Ok(limit)
+}
+
 async fn with_scope(
     state: &ConsoleState,
     headers: HeaderMap,
@@ -670,12 +681,7 @@ async fn records(
     headers: HeaderMap,
 ) -> Result<axum::Json<Value>, ApiError> {
     let sc = with_scope(&state, headers, tenant, Role::Viewer).await?;
-    let limit = query_number(&q, "limit")?.unwrap_or(20);
-    if limit == 0 || limit > MAX_RECORDS as u64 {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_RECORDS}"
-        )));
-    }
+    let limit = query_limit(&q, 20, MAX_RECORDS)?;
     blocking(move || {
         Ok(axum::Json(
             state.inner.ops.records(&sc.tenant, limit as usize)?,
@@ -709,12 +715,7 @@ async fn runs(
     headers: HeaderMap,
 ) -> Result<axum::Json<Value>, ApiError> {
     let sc = with_scope(&state, headers, tenant, Role::Viewer).await?;
-    let limit = query_number(&q, "limit")?.unwrap_or(50);
-    if limit == 0 || limit > MAX_RECORDS as u64 {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_RECORDS}"
-        )));
-    }
+    let limit = query_limit(&q, 50, MAX_RECORDS)?;
     blocking(move || {
         Ok(axum::Json(
             state.inner.ops.runs(&sc.tenant, limit as usize)?,
@@ -908,12 +909,7 @@ async fn audit_log(
 ) -> Result<axum::Json<Value>, ApiError> {
     let sc = with_scope(&state, headers, tenant, Role::Auditor).await?;
     let from = query_number(&q, "from")?.unwrap_or(1);
-    let limit = query_number(&q, "limit")?.unwrap_or(100);
-    if limit == 0 || limit > MAX_AUDIT_PAGE as u64 {
-        return Err(ApiError::bad_request(format!(
-            "limit must be between 1 and {MAX_AUDIT_PAGE}"
-        )));
-    }
+    let limit = query_limit(&q, 100, MAX_AUDIT_PAGE)?;
     blocking(move || {
         let entries = state
             .inner
