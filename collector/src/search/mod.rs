@@ -512,7 +512,7 @@ impl SearchIndex {
                         .map(u64::from)
                         .map_err(|_| qerr(format!("{s:?} is not a port")))
                 };
-                self.numeric_u64(f.port, value, parse)
+                self.numeric(f.port, value, parse, Term::from_field_u64)
             }
             FieldName::Framework => string_field(f.framework, value, lower),
             FieldName::Control => string_field(f.control, value, keep),
@@ -545,7 +545,7 @@ impl SearchIndex {
                             )),
                         )))
                     }
-                    v => self.numeric_i64(f.not_after, v, parse),
+                    v => self.numeric(f.not_after, v, parse, Term::from_field_i64),
                 }
             }
             FieldName::LastSeen | FieldName::FirstSeen => {
@@ -573,51 +573,30 @@ impl SearchIndex {
                             )),
                         )))
                     }
-                    v => self.numeric_i64(target, v, parse),
+                    v => self.numeric(target, v, parse, Term::from_field_i64),
                 }
             }
         }
     }
 
-    fn numeric_u64(
+    /// An exact or range query on a numeric field; `term` builds the field's term type.
+    fn numeric<T>(
         &self,
         field: Field,
         value: &Value,
-        parse: impl Fn(&String) -> Result<u64, FindingError>,
+        parse: impl Fn(&String) -> Result<T, FindingError>,
+        term: fn(Field, T) -> Term,
     ) -> Result<Box<dyn TQuery>, FindingError> {
         let map = |b: &Bound<String>| -> Result<Bound<Term>, FindingError> {
             Ok(match b {
-                Bound::Included(s) => Bound::Included(Term::from_field_u64(field, parse(s)?)),
-                Bound::Excluded(s) => Bound::Excluded(Term::from_field_u64(field, parse(s)?)),
+                Bound::Included(s) => Bound::Included(term(field, parse(s)?)),
+                Bound::Excluded(s) => Bound::Excluded(term(field, parse(s)?)),
                 Bound::Unbounded => Bound::Unbounded,
             })
         };
         match value {
             Value::Exact(s) => Ok(Box::new(TermQuery::new(
-                Term::from_field_u64(field, parse(s)?),
-                IndexRecordOption::Basic,
-            ))),
-            Value::Glob(_) => Err(qerr("wildcards do not apply to numbers")),
-            Value::Range(lo, hi) => Ok(Box::new(RangeQuery::new(map(lo)?, map(hi)?))),
-        }
-    }
-
-    fn numeric_i64(
-        &self,
-        field: Field,
-        value: &Value,
-        parse: impl Fn(&String) -> Result<i64, FindingError>,
-    ) -> Result<Box<dyn TQuery>, FindingError> {
-        let map = |b: &Bound<String>| -> Result<Bound<Term>, FindingError> {
-            Ok(match b {
-                Bound::Included(s) => Bound::Included(Term::from_field_i64(field, parse(s)?)),
-                Bound::Excluded(s) => Bound::Excluded(Term::from_field_i64(field, parse(s)?)),
-                Bound::Unbounded => Bound::Unbounded,
-            })
-        };
-        match value {
-            Value::Exact(s) => Ok(Box::new(TermQuery::new(
-                Term::from_field_i64(field, parse(s)?),
+                term(field, parse(s)?),
                 IndexRecordOption::Basic,
             ))),
             Value::Glob(_) => Err(qerr("wildcards do not apply to numbers")),
