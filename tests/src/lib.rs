@@ -26,6 +26,15 @@ pub fn init() {
         .try_init();
 }
 
+/// Polls `cond` every 20 ms until it holds; panics naming `what` after `limit`.
+pub async fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Collector settings for a test: loopback only, no metrics listener.
 pub fn settings(data_dir: &Path, listen: SocketAddr) -> Settings {
     CollectorConfig {

@@ -17,7 +17,7 @@ use collector::store::Store;
 use collector::{Collector, CollectorConfig};
 use e2e::{
     CollectorProcess, RawClient, UdpProxy, enroll, enroll_with, free_udp_port, init, records,
-    start_collector,
+    start_collector, wait_for,
 };
 use protocol::{BatchBody, ErrorCode, Message, Observation, SignedBatch, TenantId, sign_batch};
 
@@ -31,14 +31,6 @@ fn fast_uplink() -> UplinkConfig {
 
 fn open_spool(dir: &Path, state: &AgentState) -> Arc<Spool> {
     Arc::new(Spool::open(dir, state.identity(), state.signing_key.clone()).unwrap())
-}
-
-async fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// The collector holds exactly `expected` sequences of this agent, each once,

@@ -15,7 +15,7 @@ use collector::findings::changes::{ChangeEvent, ChangeType};
 use collector::findings::requests::FindingsRequest;
 use collector::findings::{FindingRecord, FindingState, SuppressionKind};
 use collector::search::SearchResults;
-use e2e::{enroll, init, start_collector};
+use e2e::{enroll, init, start_collector, wait_for};
 use protocol::{
     CheckKind, JobSpec, Observation, PortObservation, PortRange, PortState, Record, Scope, TenantId,
 };
@@ -64,14 +64,6 @@ fn free_tcp_port() -> u16 {
     p
 }
 
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 fn fast_uplink() -> UplinkConfig {
     UplinkConfig {
         backoff_min: Duration::from_millis(20),
@@ -85,9 +77,11 @@ async fn deliver(c: &Collector, state: &AgentState, spool: &Spool, records: Vec<
     let seq = spool.append(records).unwrap();
     let f = c.findings();
     let (t, a) = (state.meta.tenant.clone(), state.meta.agent.clone());
-    wait_for("batch processed and indexed", || {
-        f.cursor(&t, &a).unwrap() >= seq && f.outbox_len().unwrap() == 0
-    })
+    wait_for(
+        "batch processed and indexed",
+        Duration::from_secs(60),
+        || f.cursor(&t, &a).unwrap() >= seq && f.outbox_len().unwrap() == 0,
+    )
     .await;
 }
 

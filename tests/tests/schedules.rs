@@ -16,7 +16,7 @@ use collector::scheduler::ScheduleSummary;
 use collector::store::{RunFilter, RunRecord, RunStatus, SledStore, Store};
 use collector::time::ManualClock;
 use collector::{Collector, CollectorConfig};
-use e2e::{enroll, init};
+use e2e::{enroll, init, wait_for};
 use protocol::{CheckKind, Observation, PortState, SignedBatch, TenantId};
 use tokio::io::AsyncWriteExt;
 
@@ -35,14 +35,6 @@ fn fast_uplink() -> UplinkConfig {
         backoff_min: Duration::from_millis(20),
         backoff_max: Duration::from_millis(300),
         ..UplinkConfig::default()
-    }
-}
-
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -229,14 +221,23 @@ async fn due_run_is_sent_to_the_connected_agent_scanned_and_recorded() {
         tick.created, 2,
         "one run per job for the tenant's one agent"
     );
-    wait_for("the in-scope run to succeed", || {
-        run_of(&collector, "hourly", monday(11, 0, 0))
-            .is_some_and(|r| r.status == RunStatus::Succeeded)
-    })
+    wait_for(
+        "the in-scope run to succeed",
+        Duration::from_secs(30),
+        || {
+            run_of(&collector, "hourly", monday(11, 0, 0))
+                .is_some_and(|r| r.status == RunStatus::Succeeded)
+        },
+    )
     .await;
-    wait_for("the out-of-scope run to fail", || {
-        run_of(&collector, "rogue", monday(11, 0, 0)).is_some_and(|r| r.status == RunStatus::Failed)
-    })
+    wait_for(
+        "the out-of-scope run to fail",
+        Duration::from_secs(30),
+        || {
+            run_of(&collector, "rogue", monday(11, 0, 0))
+                .is_some_and(|r| r.status == RunStatus::Failed)
+        },
+    )
     .await;
 
     let run = run_of(&collector, "hourly", monday(11, 0, 0)).unwrap();
@@ -328,9 +329,11 @@ async fn run_missed_while_offline_is_sent_when_the_agent_reconnects() {
     let agent = RunningAgent::start(&state, &spool).await;
     agent.stop().await;
     let admin = collector.admin();
-    wait_for("the collector to see the agent leave", || {
-        admin.list_agents(None).unwrap().iter().all(|a| !a.online)
-    })
+    wait_for(
+        "the collector to see the agent leave",
+        Duration::from_secs(30),
+        || admin.list_agents(None).unwrap().iter().all(|a| !a.online),
+    )
     .await;
 
     // Two fire times pass while it is offline.
@@ -351,7 +354,7 @@ async fn run_missed_while_offline_is_sent_when_the_agent_reconnects() {
 
     // Back online: the session hands it the owed run without any further tick from us.
     let agent = RunningAgent::start(&state, &spool).await;
-    wait_for("the owed run to succeed", || {
+    wait_for("the owed run to succeed", Duration::from_secs(30), || {
         run_of(&collector, "hourly", monday(12, 0, 0))
             .is_some_and(|r| r.status == RunStatus::Succeeded)
     })
@@ -363,7 +366,7 @@ async fn run_missed_while_offline_is_sent_when_the_agent_reconnects() {
     assert_eq!(run.dispatched_ms, Some(monday(12, 0, 5)));
     assert!(run.duration_ms().is_some());
     // Exactly one scan ran: one observation of the listener, from that run.
-    wait_for("results stored", || {
+    wait_for("results stored", Duration::from_secs(30), || {
         collector
             .store()
             .delivery(&state.meta.tenant, &state.meta.agent)
@@ -437,7 +440,7 @@ async fn run_due_outside_its_window_starts_when_the_window_opens() {
 
     clock.set(monday(21, 30, 0));
     assert_eq!(scheduler.tick().unwrap().dispatched, 1);
-    wait_for("the run to succeed", || {
+    wait_for("the run to succeed", Duration::from_secs(30), || {
         run_of(&collector, "nightly", monday(21, 0, 0))
             .is_some_and(|r| r.status == RunStatus::Succeeded)
     })

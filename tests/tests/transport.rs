@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent::{AgentError, Spool, Uplink, UplinkConfig};
-use e2e::{RawClient, enroll, init, records, start_collector};
+use e2e::{RawClient, enroll, init, records, start_collector, wait_for};
 use protocol::{
     AgentId, BatchBody, ErrorCode, Message, SignedBatch, SigningKey, TenantId, sign_batch,
 };
@@ -16,14 +16,6 @@ fn fast_uplink() -> UplinkConfig {
         backoff_min: Duration::from_millis(20),
         backoff_max: Duration::from_millis(300),
         ..UplinkConfig::default()
-    }
-}
-
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -62,10 +54,16 @@ async fn good_agent_is_accepted_and_its_batches_stored() {
         spool.append(records(&format!("batch{i}"), 100)).unwrap();
     }
     let uplink = Uplink::spawn(state.clone(), spool.clone(), fast_uplink());
-    wait_for("all batches acked", || spool.acked() == 5).await;
+    wait_for("all batches acked", Duration::from_secs(30), || {
+        spool.acked() == 5
+    })
+    .await;
     // More results while connected flow too.
     spool.append(records("late", 10)).unwrap();
-    wait_for("late batch acked", || spool.acked() == 6).await;
+    wait_for("late batch acked", Duration::from_secs(30), || {
+        spool.acked() == 6
+    })
+    .await;
     uplink.stop().await.unwrap();
 
     let store = collector.store();
