@@ -14,6 +14,8 @@ use protocol::{AgentIdentity, BatchBody, DEFAULT_MAX_FRAME, Message, Record, Sig
 use thiserror::Error;
 use tokio::sync::watch;
 
+use crate::scan::now_ms;
+
 use crate::fsutil::{sync_dir, write_atomic};
 
 /// Spool failures.
@@ -60,13 +62,6 @@ fn frame_name(seq: u64) -> String {
 
 fn parse_frame_name(name: &str) -> Option<u64> {
     name.strip_suffix(".frame")?.parse().ok()
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl Spool {

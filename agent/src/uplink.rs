@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::error::AgentError;
 use crate::link;
+use crate::scan::now_ms;
 use crate::spool::Spool;
 use crate::state::{AgentState, TlsIdentity};
 use crate::tls;
@@ -459,11 +460,4 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
             std::future::pending::<()>().await;
         }
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
