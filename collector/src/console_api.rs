@@ -108,12 +108,14 @@ impl console::Operations for ConsoleOps {
         tenant: &TenantId,
         query: &str,
         limit: usize,
+        offset: usize,
         facets: bool,
     ) -> Result<Value, OpsError> {
         self.findings(FindingsRequest::Search {
             tenant: tenant.clone(),
             query: query.to_string(),
             limit: Some(limit),
+            offset: Some(offset),
             facets,
         })
     }

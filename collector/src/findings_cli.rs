@@ -142,6 +142,7 @@ pub fn findings_request(cmd: FindingsCommand) -> Result<(FindingsRequest, bool)>
                 tenant,
                 query,
                 limit: Some(limit),
+                offset: None,
                 facets: true,
             },
             json,

@@ -50,12 +50,14 @@ pub trait Operations: Send + Sync + 'static {
     fn schedules(&self, tenant: &TenantId) -> Result<Value, OpsError>;
     /// Scan runs of a tenant, newest first.
     fn runs(&self, tenant: &TenantId, limit: usize) -> Result<Value, OpsError>;
-    /// Searches a tenant's findings and change events (query language of `docs/search.md`).
+    /// Searches a tenant's findings and change events (query language of `docs/search.md`),
+    /// skipping the first `offset` hits.
     fn search_findings(
         &self,
         tenant: &TenantId,
         query: &str,
         limit: usize,
+        offset: usize,
         facets: bool,
     ) -> Result<Value, OpsError>;
     /// One finding in full.
@@ -369,7 +371,7 @@ async fn with_scope(
     blocking(move || scope(&s, &headers, &tenant, min)).await
 }
 
-/// Builds the `/api/v1` router.
+/// Builds the `/api/v1` router with the web UI at `/` and `/ui/...`.
 pub fn router(state: ConsoleState) -> Router {
     let tenant = Router::new()
         .route("/agents", get(list_agents))
@@ -405,6 +407,7 @@ pub fn router(state: ConsoleState) -> Router {
         .nest("/tenants/{tenant}", tenant);
     Router::new()
         .nest("/api/v1", v1)
+        .merge(crate::ui::routes())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -946,8 +949,13 @@ struct SearchParams {
     q: String,
     limit: Option<usize>,
     #[serde(default)]
+    offset: usize,
+    #[serde(default)]
     facets: bool,
 }
+
+/// Most search hits a request may skip.
+pub const MAX_SEARCH_OFFSET: usize = 100_000;
 
 async fn search_findings(
     State(state): State<ConsoleState>,
@@ -958,11 +966,16 @@ async fn search_findings(
     let sc = with_scope(&state, headers, tenant, Role::Viewer).await?;
     let p = query(q)?;
     let limit = check_limit(p.limit.unwrap_or(50))?;
+    if p.offset > MAX_SEARCH_OFFSET {
+        return Err(ApiError::bad_request(format!(
+            "offset must be at most {MAX_SEARCH_OFFSET}"
+        )));
+    }
     blocking(move || {
         let v = state
             .inner
             .ops
-            .search_findings(&sc.tenant, &p.q, limit, p.facets)?;
+            .search_findings(&sc.tenant, &p.q, limit, p.offset, p.facets)?;
         Ok(axum::Json(v))
     })
     .await

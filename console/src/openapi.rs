@@ -172,7 +172,7 @@ pub const ROUTES: &[RouteDoc] = &[
     r(
         "get",
         "/api/v1/tenants/{tenant}/findings",
-        "Search findings and change events, query language of docs/search.md (?q=..&limit=1..1000&facets=true)",
+        "Search findings and change events, query language of docs/search.md (?q=..&limit=1..1000&offset=0..100000&facets=true)",
         Some("viewer"),
         200,
         None,

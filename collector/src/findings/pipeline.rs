@@ -481,8 +481,20 @@ impl Pipeline {
         limit: usize,
         facets: bool,
     ) -> Result<SearchResults, FindingError> {
+        self.search_page(tenant, query, limit, 0, facets)
+    }
+
+    /// One page of `tenant`'s findings and change events, skipping `offset` hits.
+    pub fn search_page(
+        &self,
+        tenant: &TenantId,
+        query: &str,
+        limit: usize,
+        offset: usize,
+        facets: bool,
+    ) -> Result<SearchResults, FindingError> {
         self.index
-            .search(tenant.as_str(), query, limit, facets, now_ms())
+            .search_page(tenant.as_str(), query, limit, offset, facets, now_ms())
     }
 
     /// One finding of `tenant`.

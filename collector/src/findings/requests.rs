@@ -23,6 +23,9 @@ pub enum FindingsRequest {
         query: String,
         /// Hits to return.
         limit: Option<usize>,
+        /// Hits to skip (pagination); absent = 0.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset: Option<usize>,
         /// Include facet counts.
         facets: bool,
     },
@@ -103,8 +106,15 @@ impl Pipeline {
                 tenant,
                 query,
                 limit,
+                offset,
                 facets,
-            } => json(self.search(tenant, query, limit.unwrap_or(DEFAULT_LIMIT), *facets)?),
+            } => json(self.search_page(
+                tenant,
+                query,
+                limit.unwrap_or(DEFAULT_LIMIT),
+                offset.unwrap_or(0),
+                *facets,
+            )?),
             FindingsRequest::Show { tenant, id } => json(self.finding(tenant, id)?),
             FindingsRequest::Suppress {
                 tenant,
@@ -162,6 +172,7 @@ mod tests {
             tenant: TenantId::new("acme").unwrap(),
             query: "severity:high".into(),
             limit: Some(5),
+            offset: Some(10),
             facets: true,
         });
         let text = serde_json::to_string(&req).unwrap();
@@ -170,8 +181,8 @@ mod tests {
             "{text}"
         );
         match serde_json::from_str::<AdminRequest>(&text).unwrap() {
-            AdminRequest::Findings(FindingsRequest::Search { limit, .. }) => {
-                assert_eq!(limit, Some(5))
+            AdminRequest::Findings(FindingsRequest::Search { limit, offset, .. }) => {
+                assert_eq!((limit, offset), (Some(5), Some(10)))
             }
             other => panic!("unexpected {other:?}"),
         }

@@ -36,6 +36,8 @@ const DAY_MS: i64 = 86_400_000;
 
 /// Most hits one search returns.
 pub const MAX_LIMIT: usize = 1000;
+/// Most hits a search may skip: deep pages cost a full top-k per request.
+pub const MAX_OFFSET: usize = 100_000;
 
 #[derive(Clone, Copy)]
 struct Fields {
@@ -613,6 +615,23 @@ impl SearchIndex {
         facets: bool,
         now_ms: u64,
     ) -> Result<SearchResults, FindingError> {
+        self.search_page(tenant, query_text, limit, 0, facets, now_ms)
+    }
+
+    /// Like [`Self::search`], skipping the first `offset` hits (capped at [`MAX_OFFSET`]);
+    /// total and facets still count every match.
+    pub fn search_page(
+        &self,
+        tenant: &str,
+        query_text: &str,
+        limit: usize,
+        offset: usize,
+        facets: bool,
+        now_ms: u64,
+    ) -> Result<SearchResults, FindingError> {
+        if offset > MAX_OFFSET {
+            return Err(qerr(format!("offset must be at most {MAX_OFFSET}")));
+        }
         let started = Instant::now();
         let parsed = query::parse(query_text)?;
         let user: Box<dyn TQuery> = match &parsed.root {
@@ -632,7 +651,7 @@ impl SearchIndex {
                 fc.add_facet(Facet::from_path([root]));
             }
         }
-        let top = TopDocs::with_limit(limit);
+        let top = TopDocs::with_limit(limit).and_offset(offset);
         let (total, addrs, counts): (
             usize,
             Vec<(f32, DocAddress)>,
@@ -840,6 +859,29 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn pages_follow_the_sort_order_and_keep_total_and_facets() {
+        let ix = index();
+        let page = |offset| {
+            let r = ix
+                .search_page("acme", "sort:port", 2, offset, true, NOW)
+                .unwrap();
+            let ids: Vec<String> = r.hits.iter().map(|h| h.doc["id"].to_string()).collect();
+            (r.total, ids, r.facets["severity"].len())
+        };
+        let (total, first, sev) = page(0);
+        let (total2, second, sev2) = page(2);
+        assert_eq!((total, total2), (3, 3));
+        assert_eq!((first.len(), second.len()), (2, 1));
+        assert!(first.iter().all(|id| !second.contains(id)));
+        assert_eq!(sev, sev2);
+        assert!(page(3).1.is_empty());
+        assert!(
+            ix.search_page("acme", "", 10, MAX_OFFSET + 1, false, NOW)
+                .is_err()
+        );
     }
 
     #[test]

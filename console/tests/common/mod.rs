@@ -96,6 +96,7 @@ impl Operations for TestOps {
         tenant: &TenantId,
         query: &str,
         limit: usize,
+        offset: usize,
         _facets: bool,
     ) -> Result<Value, OpsError> {
         if query.contains('(') {
@@ -105,13 +106,14 @@ impl Operations for TestOps {
             .findings
             .lock()
             .map_err(|e| OpsError::Failed(e.to_string()))?;
-        let hits: Vec<Value> = f
+        let all: Vec<Value> = f
             .iter()
             .filter(|((t, _), _)| t == tenant)
             .map(|(_, v)| v.clone())
-            .take(limit)
             .collect();
-        Ok(json!({ "total": hits.len(), "hits": hits }))
+        let total = all.len();
+        let hits: Vec<Value> = all.into_iter().skip(offset).take(limit).collect();
+        Ok(json!({ "total": total, "hits": hits }))
     }
 
     fn finding(&self, tenant: &TenantId, id: &str) -> Result<Value, OpsError> {
