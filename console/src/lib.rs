@@ -3,7 +3,7 @@
 //!
 //! The console knows nothing of collector internals: its host (the collector)
 //! supplies an [`AccountStore`] and implements [`Operations`], then mounts
-//! [`router`].
+//! [`router`], which also serves the web UI ([`ui`]).
 
 pub mod accounts;
 pub mod api;
@@ -12,6 +12,7 @@ pub mod error;
 pub mod limiter;
 pub mod openapi;
 pub mod sled_accounts;
+pub mod ui;
 
 pub use accounts::{AccountError, AccountStore, Role};
 pub use api::{ConsoleOptions, ConsoleState, Operations, router};
