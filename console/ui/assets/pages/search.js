@@ -4,7 +4,8 @@
 import { h, mount, pageHead, table, empty, errorBox, loading, severityBadge, statePill, relTime, fmtNum, pill } from '../dom.js';
 import { qs } from '../api.js';
 
-const PAGE_SIZE = 25;
+const PAGE_SIZES = [10, 25, 50, 100];
+const DEFAULT_PAGE_SIZE = 25;
 
 const FACET_LABELS = {
   severity: 'Severity', state: 'Status', control: 'Framework control', rule: 'Rule', asset: 'Asset', type: 'Change type',
@@ -68,8 +69,12 @@ function resultsTable(hits, total, offset) {
 export async function render(ctx) {
   const q = ctx.query.get('q') ?? 'kind:finding -state:resolved sort:-severity';
   const page = Math.max(1, Number(ctx.query.get('page')) || 1);
+  const wanted = Number(ctx.query.get('size'));
+  const PAGE_SIZE = PAGE_SIZES.includes(wanted) ? wanted : DEFAULT_PAGE_SIZE;
   const offset = (page - 1) * PAGE_SIZE;
-  const go = (query, p = 1) => ctx.navigate(`/ui/search${qs({ q: query, page: p > 1 ? p : '' })}`);
+  const go = (query, p = 1, size = PAGE_SIZE) => ctx.navigate(`/ui/search${qs({
+    q: query, page: p > 1 ? p : '', size: size !== DEFAULT_PAGE_SIZE ? size : '',
+  })}`);
 
   const input = h('input', {
     type: 'search', id: 'query', name: 'q', value: q, class: 'query-input mono', 'aria-label': 'Search query',
@@ -120,6 +125,9 @@ export async function render(ctx) {
     h('span', { class: 'muted', id: 'result-range' }, total ? `${fmtNum(offset + 1)}–${fmtNum(offset + hits.length)} of ${fmtNum(total)}` : '0 results'),
     h('span', { class: 'muted small' }, answer.took_us !== undefined ? ` · ${(answer.took_us / 1000).toFixed(1)} ms` : ''),
     h('div', { class: 'pager-buttons' },
+      h('label', { class: 'small muted', for: 'page-size' }, 'Per page'),
+      h('select', { id: 'page-size', class: 'small', onchange: (e) => go(q, 1, Number(e.target.value)) },
+        PAGE_SIZES.map((n) => h('option', { value: n, selected: n === PAGE_SIZE }, String(n)))),
       h('button', { type: 'button', class: 'btn btn-small', id: 'prev-page', disabled: page <= 1, onclick: () => go(q, page - 1) }, '← Previous'),
       h('span', { class: 'small' }, `Page ${page} of ${pages}`),
       h('button', { type: 'button', class: 'btn btn-small', id: 'next-page', disabled: page >= pages, onclick: () => go(q, page + 1) }, 'Next →')));
