@@ -3,7 +3,7 @@
 
 import { h, mount, card, pageHead, table, empty, errorBox, pill, fmtTime, relTime, formError, showFormError, field, toast } from '../dom.js';
 
-const STAGES = [['early_warning', 'Early warning (24 h)'], ['notification', 'Notification (72 h)'], ['final_report', 'Final report (1 month)']];
+const STAGES = [['early_warning', 'Early warning'], ['notification', 'Notification'], ['final_report', 'Final report']];
 
 function deadlineCell(i, stage) {
   const sent = i.stages?.[`${stage}_sent_ms`];
@@ -38,7 +38,7 @@ export async function render(ctx) {
     });
     createCard = card('Open an incident', form);
   }
-  mount(ctx.main, pageHead('Incidents', 'NIS2 incident reporting deadlines'), createCard, card('Incidents', list));
+  mount(ctx.main, pageHead('Incidents', 'NIS2 reporting deadlines: early warning 24 h, notification 72 h, final report one month after detection'), createCard, card('Incidents', list));
 
   async function markSent(i, stage) {
     try {
@@ -58,15 +58,15 @@ export async function render(ctx) {
     }
     if (!ctx.alive()) return;
     mount(list, table([
-      { label: 'Incident', render: (i) => h('div', {}, h('strong', {}, i.title), h('div', { class: 'small muted' }, `detected ${fmtTime(i.detected_ms)}`)) },
+      { label: 'Incident', class: 'col-wide', render: (i) => h('div', {}, h('strong', {}, i.title), h('div', { class: 'small muted' }, `detected ${fmtTime(i.detected_ms)}`)) },
       { label: 'Status', render: (i) => h('span', {}, pill(i.status, i.status === 'open' ? 'warn' : 'neutral'), i.significant ? [' ', pill('significant', 'bad')] : null) },
       ...STAGES.map(([s, label]) => ({ label, render: (i) => deadlineCell(i, s) })),
       {
-        label: 'Actions', render: (i) => h('div', { class: 'actions' },
+        label: 'Actions', render: (i) => h('div', { class: 'actions actions-stacked' },
           ctx.can('auditor') && i.status === 'open'
             ? STAGES.filter(([s]) => !i.stages?.[`${s}_sent_ms`]).slice(0, 1).map(([s]) => h('button', { class: 'btn btn-small', type: 'button', onclick: () => markSent(i, s) }, `Mark ${s.replace('_', ' ')} sent`))
             : null,
-          STAGES.map(([s]) => h('a', { class: 'btn btn-small btn-ghost', href: ctx.api.url(`/incidents/${encodeURIComponent(i.id)}/export/${s}?format=pdf`), download: '' }, `${s.replace('_', ' ')} PDF`))),
+          STAGES.map(([s]) => h('a', { class: 'btn btn-small btn-ghost', href: ctx.api.url(`/incidents/${encodeURIComponent(i.id)}/export/${s}?format=pdf`), download: '' }, `Export ${s.replace('_', ' ')}`))),
       },
     ], incidents, { caption: 'Incidents', rowClass: (i) => ((i.overdue || []).length ? 'row-alert' : null), emptyState: empty('No incidents', 'Incidents with their NIS2 reporting deadlines appear here.') }));
   }

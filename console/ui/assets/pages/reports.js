@@ -55,13 +55,12 @@ export async function render(ctx) {
     if (!ctx.alive()) return;
     reports.sort((a, b) => (b.created_ms || 0) - (a.created_ms || 0));
     mount(list, table([
-      { label: 'Report', render: (r) => h('span', { class: 'mono small' }, r.id) },
-      { label: 'Framework', render: (r) => h('span', { class: 'badge badge-fw' }, r.framework) },
+      { label: 'Report', render: (r) => h('div', {}, h('span', { class: 'badge badge-fw' }, r.framework), h('div', { class: 'sub-line' }, r.id)) },
       { label: 'Format', render: (r) => (r.format || '').toUpperCase() },
       { label: 'Status', render: (r) => h('span', { class: 'report-status', dataset: { id: r.id, status: r.status } }, pill(r.status, TONES[r.status] || 'neutral')) },
       { label: 'Progress', render: progress },
-      { label: 'Requested', render: (r) => h('div', {}, fmtTime(r.created_ms), h('div', { class: 'small muted' }, r.requested_by || '')) },
-      { label: 'Size', render: (r) => fmtBytes(r.size_bytes) },
+      { label: 'Requested', class: 'nowrap', render: (r) => h('div', {}, fmtTime(r.created_ms), h('div', { class: 'small muted' }, r.requested_by || '')) },
+      { label: 'Size', class: 'nowrap', render: (r) => fmtBytes(r.size_bytes) },
       {
         label: 'Download', render: (r) => (r.status === 'done'
           ? h('a', { class: 'btn btn-small', href: ctx.api.url(`/reports/${encodeURIComponent(r.id)}/download`), download: '', dataset: { download: r.id } }, 'Download')

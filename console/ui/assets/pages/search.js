@@ -51,14 +51,15 @@ function resultsTable(hits, total, offset) {
   return table([
     { label: 'Severity', class: 'col-sev', render: (x) => (x.kind === 'change' ? pill('change', 'info') : severityBadge(x.doc.severity)) },
     {
-      label: 'Title', render: (x) => (x.kind === 'change'
-        ? h('span', {}, h('strong', {}, x.doc.change), ' ', x.doc.subject)
-        : h('a', { href: `/ui/findings/${encodeURIComponent(x.doc.id)}`, class: 'finding-link' }, x.doc.title)),
+      label: 'Finding', render: (x) => (x.kind === 'change'
+        ? h('div', {}, h('strong', {}, x.doc.change), ' ', x.doc.subject, h('div', { class: 'sub-line' }, `job ${x.doc.job_id || '—'}`))
+        : h('div', {},
+          h('a', { href: `/ui/findings/${encodeURIComponent(x.doc.id)}`, class: 'finding-link' }, x.doc.title),
+          h('div', { class: 'sub-line' }, x.doc.rule_id, x.doc.location ? ` · ${x.doc.location}` : ''))),
     },
     { label: 'Asset', render: (x) => h('a', { href: `/ui/asset/${encodeURIComponent(x.doc.asset)}` }, x.doc.asset) },
-    { label: 'Rule / location', render: (x) => h('span', { class: 'mono small' }, x.kind === 'change' ? (x.doc.job_id || '—') : x.doc.rule_id, x.doc.location ? h('div', { class: 'muted' }, x.doc.location) : null) },
     { label: 'Status', render: (x) => (x.kind === 'change' ? '—' : h('span', {}, statePill(x.doc.state), x.doc.suppression ? [' ', pill(x.doc.suppression.kind === 'accepted_risk' ? 'risk accepted' : 'suppressed', 'neutral')] : null)) },
-    { label: 'Last seen', render: (x) => relTime(x.kind === 'change' ? x.doc.detected_ms : x.doc.last_seen_ms) },
+    { label: 'Last seen', class: 'nowrap', render: (x) => relTime(x.kind === 'change' ? x.doc.detected_ms : x.doc.last_seen_ms) },
   ], hits, {
     caption: `Results ${offset + 1} to ${offset + hits.length} of ${total}`,
     emptyState: empty('No matches', 'Try a broader query or remove a filter.'),
