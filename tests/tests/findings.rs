@@ -92,6 +92,7 @@ fn search(c: &Collector, tenant: &str, query: &str) -> SearchResults {
             tenant: TenantId::new(tenant).unwrap(),
             query: query.into(),
             limit: Some(200),
+            offset: None,
             facets: true,
         }))
         .unwrap();
@@ -411,6 +412,7 @@ async fn search_never_crosses_tenants() {
                 tenant: TenantId::new("globex").unwrap(),
                 query: q.to_string(),
                 limit: Some(1000),
+                offset: None,
                 facets: true,
             })) {
             Ok(v) => {
