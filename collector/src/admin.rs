@@ -19,7 +19,7 @@ use crate::findings::FindingError;
 use crate::findings::pipeline::Pipeline;
 use crate::findings::requests::FindingsRequest;
 use crate::pki::{Pki, PkiError};
-use crate::scheduler::{ScheduleSummary, Schedules};
+use crate::scheduler::{RunNowError, ScheduleSummary, Scheduler, Schedules};
 use crate::store::{
     AgentRecord, DeliveryCounts, RunFilter, RunRecord, Store, StoreError, TokenRecord,
 };
@@ -43,6 +43,9 @@ pub enum AdminError {
     /// A findings, change, posture or search operation failed.
     #[error(transparent)]
     Findings(#[from] FindingError),
+    /// An on-demand run could not be started.
+    #[error(transparent)]
+    RunNow(#[from] RunNowError),
 }
 
 /// SHA-256 of an enrolment token: only this is stored.
@@ -147,6 +150,13 @@ pub enum AdminRequest {
         /// Only this tenant's schedules.
         tenant: Option<TenantId>,
     },
+    /// Queue a run of a scheduled job now on every agent of the tenant.
+    StartRun {
+        /// The tenant.
+        tenant: TenantId,
+        /// The scheduled job.
+        job_id: String,
+    },
     /// Findings search, suppression, change events, baselines, posture and the index.
     Findings(FindingsRequest),
     /// Console accounts and the audit log.
@@ -205,6 +215,7 @@ pub struct Admin {
     default_ttl: Duration,
     live: Option<Arc<LiveAgents>>,
     schedules: Option<(Arc<Schedules>, Arc<dyn Clock>)>,
+    scheduler: Option<Arc<Scheduler>>,
     findings: Option<Arc<Pipeline>>,
     accounts: Option<Arc<dyn AccountStore>>,
 }
@@ -223,6 +234,7 @@ impl Admin {
             default_ttl,
             live,
             schedules: None,
+            scheduler: None,
             findings: None,
             accounts: None,
         }
@@ -258,6 +270,23 @@ impl Admin {
     pub fn with_schedules(mut self, schedules: Arc<Schedules>, clock: Arc<dyn Clock>) -> Self {
         self.schedules = Some((schedules, clock));
         self
+    }
+
+    /// Adds the running scheduler, for on-demand runs (and its schedule table).
+    pub fn with_scheduler(self, scheduler: Arc<Scheduler>) -> Self {
+        let mut admin = self.with_schedules(scheduler.schedules(), scheduler.clock());
+        admin.scheduler = Some(scheduler);
+        admin
+    }
+
+    /// Queues a run of a scheduled job now; needs a running collector.
+    pub fn start_run(&self, tenant: &TenantId, job_id: &str) -> Result<Vec<RunRecord>, AdminError> {
+        match &self.scheduler {
+            Some(s) => Ok(s.run_now(tenant, job_id)?),
+            None => Err(AdminError::Refused(
+                "on-demand runs need a running collector".into(),
+            )),
+        }
     }
 
     /// Scheduled scan runs matching `filter`, newest first.
@@ -430,6 +459,17 @@ impl Admin {
             })?)),
             AdminRequest::ListSchedules { tenant } => {
                 json(serde_json::to_value(self.list_schedules(tenant.as_ref())?))
+            }
+            AdminRequest::StartRun { tenant, job_id } => {
+                let runs = self.start_run(&tenant, &job_id)?;
+                let ids: Vec<&str> = runs.iter().map(|r| r.run_id.as_str()).collect();
+                self.audit_cli(
+                    &tenant,
+                    "run.start",
+                    &job_id,
+                    serde_json::json!({ "runs": ids }),
+                )?;
+                json(serde_json::to_value(runs))
             }
             AdminRequest::Findings(req) => match &self.findings {
                 Some(f) => Ok(f.handle(&req)?),

@@ -18,6 +18,7 @@ use crate::admin::{Admin, AdminError, AdminRequest};
 use crate::config::TenantConfig;
 use crate::findings::requests::FindingsRequest;
 use crate::findings::{FindingError, SuppressionKind};
+use crate::scheduler::RunNowError;
 use crate::store::{RunFilter, Store};
 use crate::time::now_ms;
 
@@ -202,6 +203,19 @@ impl console::Operations for ConsoleOps {
 
     fn schedules(&self, tenant: &TenantId) -> Result<Value, OpsError> {
         to_json(self.admin.list_schedules(Some(tenant)).map_err(ops_err)?)
+    }
+
+    fn start_run(&self, tenant: &TenantId, job: &str) -> Result<Value, OpsError> {
+        match self.admin.start_run(tenant, job) {
+            Ok(runs) => to_json(runs),
+            Err(AdminError::RunNow(RunNowError::UnknownJob { job_id, .. })) => {
+                Err(OpsError::NotFound(format!("scheduled job {job_id}")))
+            }
+            Err(AdminError::RunNow(e @ RunNowError::NoAgents(_))) => {
+                Err(OpsError::Invalid(e.to_string()))
+            }
+            Err(e) => Err(ops_err(e)),
+        }
     }
 
     fn runs(&self, tenant: &TenantId, limit: usize) -> Result<Value, OpsError> {

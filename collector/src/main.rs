@@ -188,6 +188,16 @@ enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Queue a run of a scheduled job now on every agent of the tenant
+    /// (the job's windows still apply).
+    Start {
+        /// The tenant.
+        #[arg(long)]
+        tenant: TenantId,
+        /// The scheduled job's id.
+        #[arg(long)]
+        job: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -472,6 +482,22 @@ async fn main() -> Result<()> {
                         r.error.unwrap_or_default()
                     );
                 }
+            }
+        }
+        Command::Runs {
+            command: RunsCommand::Start { tenant, job },
+        } => {
+            let v = admin_request(
+                config,
+                AdminRequest::StartRun {
+                    tenant,
+                    job_id: job,
+                },
+            )
+            .await?;
+            let runs: Vec<RunRecord> = serde_json::from_value(v)?;
+            for r in &runs {
+                println!("queued {} on agent {}", r.run_id, r.agent);
             }
         }
         Command::Schedules {

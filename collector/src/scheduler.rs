@@ -64,6 +64,25 @@ pub enum ReportError {
     },
 }
 
+/// Why a run could not be started on demand.
+#[derive(Debug, Error)]
+pub enum RunNowError {
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The tenant has no collector-scheduled job of that id.
+    #[error("tenant {tenant} has no scheduled job {job_id:?}")]
+    UnknownJob {
+        /// The tenant.
+        tenant: TenantId,
+        /// The job asked for.
+        job_id: String,
+    },
+    /// The tenant has no agent that could run it.
+    #[error("tenant {0} has no enrolled, unrevoked agent to run the job")]
+    NoAgents(TenantId),
+}
+
 /// What one tick did, for logs and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TickSummary {
@@ -544,6 +563,61 @@ impl Scheduler {
         }
     }
 
+    /// Queues a run of a scheduled job now, one per unrevoked agent of the
+    /// tenant, and wakes the dispatcher. The job's windows still apply: a run
+    /// requested outside them starts when the next window opens, so an
+    /// on-demand scan cannot hit production outside agreed hours.
+    pub fn run_now(&self, tenant: &TenantId, job_id: &str) -> Result<Vec<RunRecord>, RunNowError> {
+        if self.schedules.find(tenant, job_id).is_none() {
+            return Err(RunNowError::UnknownJob {
+                tenant: tenant.clone(),
+                job_id: job_id.to_string(),
+            });
+        }
+        let _guard = self.tick_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let now = self.clock.now_ms();
+        let mut created = Vec::new();
+        for agent in self.store.agents(Some(tenant))? {
+            if agent.revoked_ms.is_some() {
+                continue;
+            }
+            // "manual" keeps on-demand ids apart from a scheduled fire at the same ms.
+            let id = run_id(tenant, &format!("{job_id}\nmanual"), &agent.agent, now);
+            if let Some(existing) = self.store.run(&id)? {
+                created.push(existing);
+                continue;
+            }
+            let run = RunRecord {
+                run_id: id,
+                tenant: tenant.clone(),
+                agent: agent.agent.clone(),
+                job_id: job_id.to_string(),
+                status: RunStatus::Queued,
+                scheduled_ms: now,
+                dispatched_ms: None,
+                dispatches: 0,
+                started_ms: None,
+                finished_ms: None,
+                observations: 0,
+                batches: 0,
+                last_sequence: 0,
+                error: None,
+            };
+            self.store.put_run(&run)?;
+            created.push(run);
+        }
+        if created.is_empty() {
+            return Err(RunNowError::NoAgents(tenant.clone()));
+        }
+        self.store.flush()?;
+        tracing::info!(
+            "{} on-demand run(s) of {tenant}/{job_id} queued",
+            created.len()
+        );
+        self.wake();
+        Ok(created)
+    }
+
     /// Records the outcome an agent reported.
     pub fn report(&self, id: &AgentIdentity, report: RunReport) -> Result<RunRecord, ReportError> {
         let Some(run) = self.store.run(&report.run_id)? else {
@@ -726,6 +800,49 @@ mod tests {
         assert_eq!(runs[0].scheduled_ms, MONDAY_MS + 3 * HOUR);
         // Ticking again at the same time creates nothing more.
         assert_eq!(f.scheduler.tick().unwrap(), TickSummary::default());
+    }
+
+    #[test]
+    fn run_now_queues_one_run_per_live_agent_and_dispatches_it() {
+        let f = fixture(&[("ag-1", false), ("ag-gone", true)]);
+        let (tx, mut rx) = mpsc::channel(8);
+        f.scheduler
+            .connected(&identity("ag-1"), 1, RUN_REQUESTS_SINCE, tx);
+        let acme = TenantId::new("acme").unwrap();
+        let runs = f.scheduler.run_now(&acme, "hourly").unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].agent.as_str(), "ag-1");
+        assert_eq!(runs[0].status, RunStatus::Queued);
+        assert_eq!(runs[0].scheduled_ms, f.clock.now_ms());
+        // Asking twice in the same millisecond does not double the run.
+        assert_eq!(
+            f.scheduler.run_now(&acme, "hourly").unwrap()[0].run_id,
+            runs[0].run_id
+        );
+        assert_eq!(f.store.runs(&RunFilter::default()).unwrap().len(), 1);
+        assert_eq!(f.scheduler.tick().unwrap().dispatched, 1);
+        let sent = drain(&mut rx);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].run_id, runs[0].run_id);
+        assert!(matches!(
+            f.scheduler.run_now(&acme, "nightly"),
+            Err(RunNowError::UnknownJob { .. })
+        ));
+        let other = TenantId::new("globex").unwrap();
+        assert!(matches!(
+            f.scheduler.run_now(&other, "hourly"),
+            Err(RunNowError::UnknownJob { .. })
+        ));
+    }
+
+    #[test]
+    fn run_now_without_live_agents_is_refused() {
+        let f = fixture(&[("ag-gone", true)]);
+        let acme = TenantId::new("acme").unwrap();
+        assert!(matches!(
+            f.scheduler.run_now(&acme, "hourly"),
+            Err(RunNowError::NoAgents(_))
+        ));
     }
 
     #[test]

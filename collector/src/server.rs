@@ -230,7 +230,7 @@ impl Collector {
             shared.settings.token_ttl,
             Some(shared.live.clone()),
         )
-        .with_schedules(shared.scheduler.schedules(), shared.scheduler.clock())
+        .with_scheduler(shared.scheduler.clone())
         .with_findings(shared.findings.clone());
         // Console accounts live in the same sled database as everything else.
         let accounts = console_api::account_store(shared.store.as_ref())
@@ -351,10 +351,7 @@ impl Collector {
             self.shared.settings.token_ttl,
             Some(self.shared.live.clone()),
         )
-        .with_schedules(
-            self.shared.scheduler.schedules(),
-            self.shared.scheduler.clock(),
-        )
+        .with_scheduler(self.shared.scheduler.clone())
         .with_findings(self.shared.findings.clone());
         match &self.accounts {
             Some(a) => admin.with_accounts(a.clone()),

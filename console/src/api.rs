@@ -50,6 +50,9 @@ pub trait Operations: Send + Sync + 'static {
     fn schedules(&self, tenant: &TenantId) -> Result<Value, OpsError>;
     /// Scan runs of a tenant, newest first.
     fn runs(&self, tenant: &TenantId, limit: usize) -> Result<Value, OpsError>;
+    /// Queues a run of a scheduled job now on the tenant's agents (the
+    /// created runs); `NotFound` when the tenant has no such scheduled job.
+    fn start_run(&self, tenant: &TenantId, job: &str) -> Result<Value, OpsError>;
     /// Searches a tenant's findings and change events (query language of `docs/search.md`),
     /// skipping the first `offset` hits.
     fn search_findings(
@@ -381,6 +384,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/records", get(records))
         .route("/scope", get(tenant_scope))
         .route("/schedules", get(schedules))
+        .route("/schedules/{job}/run", post(start_run))
         .route("/runs", get(runs))
         .route("/findings", get(search_findings))
         .route("/findings/{id}", get(finding))
@@ -723,6 +727,20 @@ async fn runs(
         Ok(axum::Json(
             state.inner.ops.runs(&sc.tenant, limit as usize)?,
         ))
+    })
+    .await
+}
+
+async fn start_run(
+    State(state): State<ConsoleState>,
+    Path((tenant, job)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, axum::Json<Value>), ApiError> {
+    let sc = with_scope(&state, headers, tenant, Role::Admin).await?;
+    blocking(move || {
+        let runs = state.inner.ops.start_run(&sc.tenant, &job)?;
+        sc.audit(&state, "run.start", &job, json!({ "runs": runs.clone() }))?;
+        Ok((StatusCode::ACCEPTED, axum::Json(runs)))
     })
     .await
 }

@@ -162,6 +162,14 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
     ),
     r(
+        "post",
+        "/api/v1/tenants/{tenant}/schedules/{job}/run",
+        "Queue a run of a scheduled job now on every agent of the tenant (the job's windows still apply)",
+        Some("admin"),
+        202,
+        None,
+    ),
+    r(
         "get",
         "/api/v1/tenants/{tenant}/runs",
         "Scan runs, newest first (?limit=1..1000)",
@@ -303,7 +311,7 @@ pub fn response_schema(rd: &RouteDoc) -> Value {
         ("get", "records") => array_of("Record"),
         ("get", "schedules") => array_of("Schedule"),
         ("get", "scope") => schema_ref("TenantScope"),
-        ("get", "runs") => array_of("Run"),
+        ("get", "runs") | ("post", "run") => array_of("Run"),
         ("get", "api-keys") => array_of("ApiKey"),
         ("post", "api-keys") => schema_ref("CreatedApiKey"),
         ("get", "members") => array_of("Member"),

@@ -35,6 +35,12 @@ fn cases() -> Vec<Case> {
         c(Method::GET, "/scope", Role::Viewer, S::OK),
         c(Method::GET, "/schedules", Role::Viewer, S::OK),
         c(Method::GET, "/runs", Role::Viewer, S::OK),
+        c(
+            Method::POST,
+            "/schedules/{job}/run",
+            Role::Admin,
+            S::ACCEPTED,
+        ),
         c(Method::GET, "/findings", Role::Viewer, S::OK),
         c(Method::GET, "/findings/{id}", Role::Viewer, S::OK),
         c(
@@ -108,7 +114,8 @@ fn request(
         .replace("{agent}", agent)
         .replace("{id}", &format!("f-{resource_tenant}1"))
         .replace("{asset}", &format!("web.{resource_tenant}.test"))
-        .replace("{framework}", "nis2");
+        .replace("{framework}", "nis2")
+        .replace("{job}", &format!("nightly-{resource_tenant}"));
     let path = if path.contains("{user}") {
         let n = u64::from_le_bytes(console::accounts::random_bytes::<8>().unwrap());
         let (u, _) = console::accounts::create_user_with_membership(
@@ -160,7 +167,7 @@ async fn run_matrix(f: &Fixture, who: &[(Role, Auth)]) {
                 let (uri, body) = request(f, &case, tenant, resources);
                 let before = f.accounts.audit_head(&t("acme")).unwrap();
                 let r = f.call(case.method.clone(), &uri, auth, body).await;
-                let names_resource = ["{agent}", "{key}", "{id}", "{asset}", "{user}"]
+                let names_resource = ["{agent}", "{key}", "{id}", "{asset}", "{user}", "{job}"]
                     .iter()
                     .any(|p| case.path.contains(p));
                 let expected = if tenant != "acme" {
@@ -339,14 +346,15 @@ async fn openapi_documents_exactly_the_routes_the_router_serves() {
             .replace("{id}", "f-none")
             .replace("{user}", "u-none")
             .replace("{asset}", "none")
-            .replace("{framework}", "nis2");
+            .replace("{framework}", "nis2")
+            .replace("{job}", "j-none");
         let m: Method = method.parse().unwrap();
         let r = f.call(m, &uri, &admin, Some(json!({}))).await;
         assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
         if r.status == StatusCode::NOT_FOUND {
             // Only a missing resource, never a missing route.
             assert!(
-                ["{key}", "{id}", "{asset}", "{user}"]
+                ["{key}", "{id}", "{asset}", "{user}", "{job}"]
                     .iter()
                     .any(|p| path.contains(p)),
                 "{method} {uri} is not routed"

@@ -452,3 +452,69 @@ async fn run_due_outside_its_window_starts_when_the_window_opens() {
     agent.stop().await;
     collector.shutdown().await;
 }
+
+#[tokio::test]
+async fn run_started_on_demand_is_scanned_and_recorded_before_its_schedule() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let (target, _listener) = ssh_like_listener().await;
+    let clock = Arc::new(ManualClock::new(monday(10, 30, 0)));
+    let collector = start(
+        &dir.path().join("c"),
+        target.port(),
+        vec![job("hourly", "127.0.0.1", target.port(), &[])],
+        clock.clone(),
+    )
+    .await;
+    let state = enroll(&collector, "acme", &dir.path().join("a"))
+        .await
+        .unwrap();
+    let spool = open_spool(dir.path(), &state);
+    let agent = RunningAgent::start(&state, &spool).await;
+    collector.scheduler().tick().unwrap();
+    assert!(runs(&collector).is_empty(), "nothing due before the hour");
+
+    // An operator asks for the job now, half an hour before its schedule.
+    let admin = collector.admin();
+    let v = admin
+        .handle(AdminRequest::StartRun {
+            tenant: TenantId::new("acme").unwrap(),
+            job_id: "hourly".into(),
+        })
+        .unwrap();
+    let queued: Vec<RunRecord> = serde_json::from_value(v).unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].scheduled_ms, monday(10, 30, 0));
+    let id = queued[0].run_id.clone();
+    // The scheduler loop is woken; no manual tick needed.
+    wait_for(
+        "the on-demand run to succeed",
+        Duration::from_secs(30),
+        || {
+            runs(&collector)
+                .iter()
+                .any(|r| r.run_id == id && r.status == RunStatus::Succeeded)
+        },
+    )
+    .await;
+    let seen = stored_port_observations(&collector, &state, target.port());
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].0, "hourly");
+
+    // Unknown jobs and other tenants' jobs are refused.
+    for (tenant, job) in [("acme", "nightly"), ("globex", "hourly")] {
+        let err = admin
+            .handle(AdminRequest::StartRun {
+                tenant: TenantId::new(tenant).unwrap(),
+                job_id: job.into(),
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("no scheduled job"), "{err}");
+    }
+    // The schedule itself is unaffected: the hourly run still comes at 11:00.
+    clock.set(monday(11, 0, 0));
+    assert_eq!(collector.scheduler().tick().unwrap().created, 1);
+
+    agent.stop().await;
+    collector.shutdown().await;
+}

@@ -210,6 +210,14 @@ impl Operations for TestOps {
         Ok(json!([{ "tenant": tenant, "job_id": "nightly" }]))
     }
 
+    fn start_run(&self, tenant: &TenantId, job: &str) -> Result<Value, OpsError> {
+        // Each tenant has its own job, so another tenant's job name is unknown here.
+        if job != format!("nightly-{tenant}") {
+            return Err(OpsError::NotFound(job.to_string()));
+        }
+        Ok(json!([{ "tenant": tenant, "job_id": job, "status": "queued" }]))
+    }
+
     fn runs(&self, tenant: &TenantId, limit: usize) -> Result<Value, OpsError> {
         Ok(Value::Array(
             (0..limit.min(2))
