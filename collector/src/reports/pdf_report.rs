@@ -164,6 +164,7 @@ fn summary(l: &mut Layout, r: &ReportInput) {
             Color::GREY,
         );
     }
+    l.space(6.0);
     l.paragraph(Font::Bold, 11.0, "Top risks", Color::BLACK);
     l.space(4.0);
     let top = r.top_risks(5);
@@ -335,10 +336,10 @@ fn changes(l: &mut Layout, r: &ReportInput) {
         .collect();
     l.table(
         &[
-            col("Detected", 0.22),
-            col("Asset", 0.22),
-            col("Change", 0.2),
-            col("Details", 0.36),
+            col("Detected", 0.2),
+            col("Asset", 0.2),
+            col("Change", 0.25),
+            col("Details", 0.35),
         ],
         &rows,
         8.0,
