@@ -352,3 +352,74 @@ fn stage_exports_carry_the_stage_content() {
     let text = String::from_utf8_lossy(&pdf);
     assert!(text.contains("(MFA everywhere)") && text.contains("(NIS2 Final report)"));
 }
+
+#[test]
+fn api_answers_match_the_documented_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let env = open(dir.path(), clock.clone(), report_settings());
+    let ops = env.compliance.ops();
+    let base = "/api/v1/tenants/{tenant}";
+    let check = |method: &str, path: &str, v: &serde_json::Value| {
+        console::openapi::check_response(method, &format!("{base}{path}"), v)
+            .unwrap_or_else(|e| panic!("{e}: {v}"));
+    };
+    let created = ops
+        .create_report(&t("acme"), "nis2", "sarif", "user:a@acme.test")
+        .unwrap();
+    check("post", "/reports", &created);
+    let id = created["id"].as_str().unwrap().to_string();
+    assert!(ops.report_file(&t("acme"), &id).unwrap().is_none());
+    while env.compliance.reports.process_next().unwrap() {}
+    check(
+        "get",
+        "/reports/{id}",
+        &ops.report(&t("acme"), &id).unwrap(),
+    );
+    check("get", "/reports", &ops.list_reports(&t("acme")).unwrap());
+    let file = ops.report_file(&t("acme"), &id).unwrap().unwrap();
+    assert_eq!(file.content_type, "application/sarif+json");
+    assert_eq!(file.filename, format!("vigil-acme-nis2-{id}.sarif"));
+    assert!(ops.create_report(&t("acme"), "nis2", "docx", "x").is_err());
+
+    let inc = ops
+        .create_incident(
+            &t("acme"),
+            serde_json::json!({ "title": "Outage", "significant": true }),
+            "user:a",
+        )
+        .unwrap();
+    check("post", "/incidents", &inc);
+    let id = inc["id"].as_str().unwrap().to_string();
+    let (v, changes) = ops
+        .update_incident(
+            &t("acme"),
+            &id,
+            serde_json::json!({ "mark_stage_sent": "early_warning" }),
+        )
+        .unwrap();
+    check("patch", "/incidents/{id}", &v);
+    assert_eq!(changes["stage_sent"]["sent_ms"], T0);
+    check(
+        "get",
+        "/incidents",
+        &ops.list_incidents(&t("acme")).unwrap(),
+    );
+    assert!(
+        ops.update_incident(&t("acme"), &id, serde_json::json!({ "colour": "red" }))
+            .is_err()
+    );
+    // A foreign tenant's id is not found, whatever the body.
+    assert!(matches!(
+        ops.update_incident(&t("globex"), &id, serde_json::json!({ "colour": "red" })),
+        Err(console::OpsError::NotFound(_))
+    ));
+    let d = ops
+        .export_incident(&t("acme"), &id, "notification", "json")
+        .unwrap();
+    assert_eq!(d.filename, format!("vigil-acme-{id}-notification.json"));
+    assert!(
+        ops.export_incident(&t("acme"), &id, "bogus", "json")
+            .is_err()
+    );
+}

@@ -169,11 +169,11 @@ pub fn pdf(inc: &Incident, stage: Stage, now_ms: u64) -> Vec<u8> {
     let cols = [
         Column {
             title: "Field".into(),
-            share: 0.3,
+            share: 0.38,
         },
         Column {
             title: "Value".into(),
-            share: 0.7,
+            share: 0.62,
         },
     ];
     l.table(&cols, &rows, 9.0);
