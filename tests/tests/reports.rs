@@ -551,3 +551,73 @@ async fn reports_in_every_format_and_incidents_over_the_api() {
     server.abort();
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_creates_reports_through_the_running_collector_and_offline() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("c");
+    let addr: SocketAddr = ([127, 0, 0, 1], e2e::free_udp_port()).into();
+    let p = e2e::CollectorProcess::start(&data, addr).await;
+    let cli = |args: &[&str]| {
+        Command::new(e2e::workspace_bin("collector"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let out = dir.path().join("r.pdf");
+    let o = cli(&[
+        "report",
+        "create",
+        "--tenant",
+        "acme",
+        "--framework",
+        "iso27001",
+        "--format",
+        "pdf",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let meta: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(meta["status"], "done");
+    assert_eq!(meta["requested_by"], "cli");
+    let pdf = std::fs::read(&out).unwrap();
+    assert!(rasterise(&pdf).iter().all(|&n| n > 50));
+    assert!(pdf_text(&pdf).contains("acme"));
+    // The running collector made the file, in its data directory.
+    let id = meta["id"].as_str().unwrap();
+    assert!(
+        data.join("reports/acme")
+            .join(format!("{id}.pdf"))
+            .is_file()
+    );
+    p.kill();
+    // With no collector running the CLI generates it in place.
+    let out = dir.path().join("r.sarif");
+    let o = cli(&[
+        "report",
+        "create",
+        "--tenant",
+        "acme",
+        "--framework",
+        "soc2",
+        "--format",
+        "sarif",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(v["version"], "2.1.0");
+    let o = cli(&["report", "list", "--tenant", "acme"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        text.lines().filter(|l| l.contains(" done ")).count(),
+        2,
+        "{text}"
+    );
+}
