@@ -423,3 +423,33 @@ fn api_answers_match_the_documented_schemas() {
             .is_err()
     );
 }
+
+#[test]
+fn deploy_example_documents_the_report_and_incident_defaults() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/collector.toml");
+    let c = collector::config::CollectorConfig::load(&path).unwrap();
+    assert_eq!(
+        c.reports,
+        collector::reports::config::ReportsConfig::default()
+    );
+    assert_eq!(
+        c.incidents,
+        collector::reports::config::IncidentsConfig::default()
+    );
+    let bad: collector::config::CollectorConfig =
+        toml::from_str("[incidents]\nreminder_lead = \"100h\"\n").unwrap();
+    assert!(
+        bad.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("incidents.reminder_lead")
+    );
+    let bad: collector::config::CollectorConfig =
+        toml::from_str("[reports]\nmax_per_tenant = 0\n").unwrap();
+    assert!(
+        bad.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("reports.max_per_tenant")
+    );
+}
