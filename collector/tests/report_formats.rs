@@ -479,10 +479,3 @@ fn large_pdf_report_breaks_pages_and_keeps_every_finding() {
     assert!(text.contains("host000.acme.test") && text.contains("host149.acme.test"));
     assert!(text.contains(&format!("Page {0} of {0}", pages.len())));
 }
-
-#[test]
-#[ignore = "writes the sample PDF to $VIGIL_SAMPLE_PDF for eyeballing"]
-fn write_sample_pdf() {
-    let path = std::env::var("VIGIL_SAMPLE_PDF").unwrap_or_else(|_| "/tmp/vigil-sample.pdf".into());
-    std::fs::write(path, render(&input(), ReportFormat::Pdf, &mut |_| {})).unwrap();
-}
