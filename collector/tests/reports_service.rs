@@ -453,3 +453,32 @@ fn deploy_example_documents_the_report_and_incident_defaults() {
             .contains("reports.max_per_tenant")
     );
 }
+
+#[test]
+fn an_unreadable_queued_report_is_dropped_without_blocking_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = open(
+        dir.path(),
+        Arc::new(ManualClock::new(T0)),
+        report_settings(),
+    );
+    let r = &env.compliance.reports;
+    let bad = r
+        .request(&t("acme"), "nis2", ReportFormat::Json, "cli")
+        .unwrap();
+    let good = r
+        .request(&t("acme"), "nis2", ReportFormat::Csv, "cli")
+        .unwrap();
+    let db = env.store.sled_db().unwrap();
+    db.open_tree("rp_reports")
+        .unwrap()
+        .insert(format!("acme/{}", bad.id), b"{not json".to_vec())
+        .unwrap();
+    assert!(r.process_next().unwrap(), "the bad entry is dropped");
+    assert!(r.process_next().unwrap());
+    assert!(!r.process_next().unwrap());
+    assert_eq!(
+        r.get(&t("acme"), &good.id).unwrap().status,
+        ReportStatus::Done
+    );
+}

@@ -30,6 +30,9 @@ pub enum ReportError {
     /// Report metadata storage failed.
     #[error("report storage: {0}")]
     Storage(String),
+    /// Stored report metadata could not be decoded.
+    #[error("corrupt report record: {0}")]
+    Corrupt(String),
     /// A report file could not be written or read.
     #[error("report file {path}: {source}")]
     File {

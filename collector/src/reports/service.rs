@@ -164,10 +164,20 @@ impl ReportService {
         let Some((seq, tenant, id)) = self.store.head()? else {
             return Ok(false);
         };
-        let Some(mut meta) = self.store.get(&tenant, &id)? else {
+        let mut meta = match self.store.get(&tenant, &id) {
+            Ok(Some(m)) => m,
             // Deleted while queued.
-            self.store.dequeue(&seq)?;
-            return Ok(true);
+            Ok(None) => {
+                self.store.dequeue(&seq)?;
+                return Ok(true);
+            }
+            // An undecodable entry would block the queue forever.
+            Err(e @ ReportError::Corrupt(_)) => {
+                tracing::error!(tenant, id, "dropping unreadable queued report: {e}");
+                self.store.dequeue(&seq)?;
+                return Ok(true);
+            }
+            Err(e) => return Err(e),
         };
         if matches!(meta.status, ReportStatus::Done | ReportStatus::Failed) {
             self.store.dequeue(&seq)?;
@@ -177,7 +187,10 @@ impl ReportService {
         meta.progress = 5;
         meta.started_ms = Some(self.clock.now_ms());
         self.store.put(&meta)?;
-        let result = self.generate(&mut meta);
+        // A panic while rendering fails this report instead of retrying it forever.
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.generate(&mut meta)))
+                .unwrap_or_else(|_| Err(ReportError::Invalid("report rendering panicked".into())));
         meta.finished_ms = Some(self.clock.now_ms());
         match result {
             Ok(size) => {

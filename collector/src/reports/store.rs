@@ -25,12 +25,8 @@ fn key(tenant: &str, id: &str) -> Vec<u8> {
 }
 
 fn decode(k: &[u8], v: &[u8]) -> Result<ReportMeta, ReportError> {
-    serde_json::from_slice(v).map_err(|e| {
-        ReportError::Storage(format!(
-            "corrupt report {}: {e}",
-            String::from_utf8_lossy(k)
-        ))
-    })
+    serde_json::from_slice(v)
+        .map_err(|e| ReportError::Corrupt(format!("{}: {e}", String::from_utf8_lossy(k))))
 }
 
 fn encode(m: &ReportMeta) -> Result<Vec<u8>, ReportError> {
