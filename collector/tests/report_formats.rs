@@ -438,6 +438,22 @@ fn pdf_text(pdf: &[u8]) -> String {
 fn pdf_report_renders_with_poppler_and_carries_its_facts() {
     let pdf = rendered(ReportFormat::Pdf);
     assert!(pdf.starts_with(b"%PDF-1.4"));
+    // poppler complains on stderr about a broken xref table or object syntax.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("r.pdf");
+    std::fs::write(&file, &pdf).unwrap();
+    let info = tool("pdfinfo").arg(&file).output().unwrap();
+    assert!(info.status.success());
+    assert!(
+        info.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&info.stderr)
+    );
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        info.contains("PDF version:     1.4") && info.contains("(A4)"),
+        "{info}"
+    );
     let pages = rasterise(&pdf);
     assert!(pages.len() >= 3, "cover, summary and sections: {pages:?}");
     assert!(
