@@ -161,6 +161,8 @@ pub enum AdminRequest {
     Findings(FindingsRequest),
     /// Console accounts and the audit log.
     Accounts(AccountRequest),
+    /// Compliance reports.
+    Report(crate::compliance_api::ReportRequest),
 }
 
 /// Connections of agents currently online, so revocation can cut them at once.
@@ -218,6 +220,7 @@ pub struct Admin {
     scheduler: Option<Arc<Scheduler>>,
     findings: Option<Arc<Pipeline>>,
     accounts: Option<Arc<dyn AccountStore>>,
+    reports: Option<Arc<crate::reports::ReportService>>,
 }
 
 impl Admin {
@@ -237,6 +240,7 @@ impl Admin {
             scheduler: None,
             findings: None,
             accounts: None,
+            reports: None,
         }
     }
 
@@ -258,6 +262,12 @@ impl Admin {
             Some(a) => console_api::audit_cli(a.as_ref(), tenant, action, target, details),
             None => Ok(()),
         }
+    }
+
+    /// Adds the report service for `Report` requests.
+    pub fn with_reports(mut self, reports: Arc<crate::reports::ReportService>) -> Self {
+        self.reports = Some(reports);
+        self
     }
 
     /// Adds the findings pipeline for `Findings` requests.
@@ -476,6 +486,28 @@ impl Admin {
                 None => Err(AdminError::Refused(
                     "the findings pipeline is not available".into(),
                 )),
+            },
+            AdminRequest::Report(req) => match &self.reports {
+                Some(r) => {
+                    let audit = match &req {
+                        crate::compliance_api::ReportRequest::Create {
+                            tenant,
+                            framework,
+                            format,
+                        } => Some((tenant.clone(), framework.clone(), *format)),
+                        _ => None,
+                    };
+                    let v = crate::compliance_api::handle(r, req)
+                        .map_err(|e| AdminError::Refused(e.to_string()))?;
+                    if let Some((tenant, framework, format)) = audit {
+                        let id = v["id"].as_str().unwrap_or_default().to_string();
+                        let details =
+                            serde_json::json!({ "framework": framework, "format": format });
+                        self.audit_cli(&tenant, "report.create", &id, details)?;
+                    }
+                    Ok(v)
+                }
+                None => Err(AdminError::Refused("reports need the sled store".into())),
             },
             AdminRequest::Accounts(req) => match &self.accounts {
                 Some(a) => console_api::handle(a.as_ref(), req),

@@ -100,6 +100,10 @@ pub struct CollectorConfig {
     /// Evaluate rules, track findings and changes and index them while ingesting;
     /// `false` runs an ingest-only collector that catches up when re-enabled.
     pub findings_pipeline: bool,
+    /// Compliance report generation and retention (`[reports]`).
+    pub reports: crate::reports::config::ReportsConfig,
+    /// NIS2 incident deadline reminders (`[incidents]`).
+    pub incidents: crate::reports::config::IncidentsConfig,
     /// Per-tenant scope and jobs.
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -122,6 +126,8 @@ impl Default for CollectorConfig {
             max_frame_bytes: protocol::DEFAULT_MAX_FRAME,
             run_timeout: "6h".into(),
             run_retention: "30d".into(),
+            reports: Default::default(),
+            incidents: Default::default(),
             tenants: BTreeMap::new(),
         }
     }
@@ -281,6 +287,8 @@ impl CollectorConfig {
             return Err(invalid("run_timeout", "must be at least 1s"));
         }
         let run_retention = parse_duration("run_retention", &self.run_retention)?;
+        self.reports.validate()?;
+        self.incidents.validate()?;
         let mut jobs = BTreeMap::new();
         let mut schedules = BTreeMap::new();
         for (name, tenant) in &self.tenants {

@@ -19,3 +19,7 @@ pub mod verifier;
 
 pub use config::{CollectorConfig, Settings};
 pub use server::Collector;
+pub mod compliance_api;
+pub mod compliance_metrics;
+pub mod incidents;
+pub mod reports;

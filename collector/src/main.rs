@@ -22,6 +22,8 @@ mod accounts_cli;
 
 mod findings_cli;
 
+mod reports_cli;
+
 use findings_cli::{ChangesCommand, FindingsCommand, IndexCommand};
 
 #[derive(Parser)]
@@ -72,6 +74,11 @@ enum Command {
     Index {
         #[command(subcommand)]
         command: IndexCommand,
+    },
+    /// Compliance reports (PDF, JSON, CSV, OCSF, SARIF).
+    Report {
+        #[command(subcommand)]
+        command: reports_cli::ReportCommand,
     },
     /// Console users (first-run bootstrap: create an admin).
     User {
@@ -532,6 +539,7 @@ async fn main() -> Result<()> {
                 }
             }
         }
+        Command::Report { command } => reports_cli::run(config, command).await?,
         Command::Findings { command } => {
             let search = matches!(command, FindingsCommand::Search { .. });
             let (r, json) = findings_cli::findings_request(command)?;

@@ -74,6 +74,7 @@ pub struct Collector {
     metrics_addr: Option<SocketAddr>,
     console_addr: Option<SocketAddr>,
     accounts: Option<Arc<dyn console::AccountStore>>,
+    compliance: Option<Arc<crate::compliance_api::Compliance>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -144,6 +145,7 @@ impl Collector {
     ) -> Result<Self, StartError> {
         let pki = Arc::new(Pki::open(store.clone())?);
         let metrics = Arc::new(Metrics::default());
+        let compliance_clock = clock.clone();
         let scheduler = Arc::new(Scheduler::new(
             &settings,
             store.clone(),
@@ -240,6 +242,26 @@ impl Collector {
             Some(a) => admin.with_accounts(a.clone()),
             None => admin,
         };
+        // Reports and incidents keep their trees in the same sled database.
+        let compliance = match shared.store.sled_db() {
+            Some(db) => Some(Arc::new(
+                crate::compliance_api::Compliance::open(
+                    &shared.settings,
+                    &db,
+                    shared.findings.clone(),
+                    compliance_clock,
+                )
+                .map_err(StartError::Console)?,
+            )),
+            None => None,
+        };
+        if let Some(c) = &compliance {
+            tasks.extend(c.spawn());
+        }
+        let admin = match &compliance {
+            Some(c) => admin.with_reports(c.reports.clone()),
+            None => admin,
+        };
         let mut console_addr = None;
         match (shared.settings.console_listen, &accounts) {
             (Some(addr), Some(a)) => {
@@ -252,6 +274,9 @@ impl Collector {
                     ..console::ConsoleOptions::default()
                 };
                 let state = console::ConsoleState::with_options(a.clone(), ops, options);
+                if let Some(c) = &compliance {
+                    state.set_compliance(c.ops());
+                }
                 let (local, task) =
                     console_api::serve(addr, state)
                         .await
@@ -286,15 +311,20 @@ impl Collector {
                 })?;
             metrics_addr = listener.local_addr().ok();
             let s = shared.clone();
+            let extra = compliance.as_ref().map(|c| c.metrics.clone());
             let app = axum::Router::new().route(
                 "/metrics",
                 axum::routing::get(move || {
                     let s = s.clone();
+                    let extra = extra.clone();
                     async move {
-                        let body =
+                        let mut body =
                             tokio::task::spawn_blocking(move || s.metrics.render(s.store.as_ref()))
                                 .await
                                 .unwrap_or_default();
+                        if let Some(m) = extra {
+                            body.push_str(&m.render());
+                        }
                         (
                             [(
                                 axum::http::header::CONTENT_TYPE,
@@ -317,6 +347,7 @@ impl Collector {
             metrics_addr,
             console_addr,
             accounts,
+            compliance,
             tasks,
         })
     }
@@ -353,10 +384,19 @@ impl Collector {
         )
         .with_scheduler(self.shared.scheduler.clone())
         .with_findings(self.shared.findings.clone());
+        let admin = match &self.compliance {
+            Some(c) => admin.with_reports(c.reports.clone()),
+            None => admin,
+        };
         match &self.accounts {
             Some(a) => admin.with_accounts(a.clone()),
             None => admin,
         }
+    }
+
+    /// Report and incident services (present on the sled store).
+    pub fn compliance(&self) -> Option<Arc<crate::compliance_api::Compliance>> {
+        self.compliance.clone()
     }
 
     /// The findings pipeline (search, suppression, changes, posture).

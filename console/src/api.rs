@@ -131,6 +131,7 @@ struct Inner {
     secure_cookies: bool,
     session_ttl: Duration,
     trusted_proxies: Vec<IpAddr>,
+    compliance: std::sync::OnceLock<Arc<dyn crate::compliance::ComplianceOps>>,
 }
 
 impl ConsoleState {
@@ -154,6 +155,7 @@ impl ConsoleState {
                 secure_cookies: o.secure_cookies,
                 session_ttl: o.session_ttl,
                 trusted_proxies: o.trusted_proxies,
+                compliance: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -161,6 +163,16 @@ impl ConsoleState {
     /// The account store.
     pub fn accounts(&self) -> Arc<dyn AccountStore> {
         self.inner.accounts.clone()
+    }
+
+    /// Attaches the host's report and incident operations (set once).
+    pub fn set_compliance(&self, ops: Arc<dyn crate::compliance::ComplianceOps>) {
+        let _ = self.inner.compliance.set(ops);
+    }
+
+    /// Report and incident operations, when the host provides them.
+    pub(crate) fn compliance(&self) -> Option<Arc<dyn crate::compliance::ComplianceOps>> {
+        self.inner.compliance.get().cloned()
     }
 }
 
@@ -199,7 +211,7 @@ fn now_ms() -> u64 {
 }
 
 /// Runs blocking work (sled, argon2, collector operations) off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -209,7 +221,7 @@ async fn blocking<T: Send + 'static>(
 
 /// Who is calling.
 #[derive(Debug, Clone)]
-enum Principal {
+pub(crate) enum Principal {
     /// A console user with a session.
     User { user: User, session: [u8; 32] },
     /// An automation client with an API key bound to one tenant.
@@ -217,7 +229,7 @@ enum Principal {
 }
 
 impl Principal {
-    fn actor(&self) -> String {
+    pub(crate) fn actor(&self) -> String {
         match self {
             Self::User { user, .. } => format!("user:{}", user.email),
             Self::ApiKey(k) => format!("api-key:{}", k.id),
@@ -282,13 +294,13 @@ fn authenticate(accounts: &dyn AccountStore, headers: &HeaderMap) -> Result<Prin
 }
 
 /// A request authorised for one tenant.
-struct Scoped {
-    principal: Principal,
-    tenant: TenantId,
+pub(crate) struct Scoped {
+    pub(crate) principal: Principal,
+    pub(crate) tenant: TenantId,
 }
 
 impl Scoped {
-    fn audit(
+    pub(crate) fn audit(
         &self,
         state: &ConsoleState,
         action: &str,
@@ -332,7 +344,7 @@ fn scope(
     Ok(Scoped { principal, tenant })
 }
 
-fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("request body: {e}")))
 }
 
@@ -364,7 +376,7 @@ fn query_limit(raw: &Option<String>, default: u64, max: usize) -> Result<u64, Ap
     Ok(limit)
 }
 
-async fn with_scope(
+pub(crate) async fn with_scope(
     state: &ConsoleState,
     headers: HeaderMap,
     tenant: String,
@@ -401,7 +413,8 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/members", get(list_members).post(set_member))
         .route("/members/{user}", delete(remove_member))
         .route("/audit", get(audit_log))
-        .route("/audit/export", get(audit_export));
+        .route("/audit/export", get(audit_export))
+        .merge(crate::compliance::routes());
     let v1 = Router::new()
         .route("/login", post(login))
         .route("/logout", post(logout))

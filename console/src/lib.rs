@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod api;
 pub mod audit;
+pub mod compliance;
 pub mod error;
 pub mod limiter;
 pub mod openapi;

@@ -289,6 +289,78 @@ pub const ROUTES: &[RouteDoc] = &[
         200,
         None,
     ),
+    r(
+        "get",
+        "/api/v1/tenants/{tenant}/reports",
+        "Compliance reports, newest first",
+        Some("viewer"),
+        200,
+        None,
+    ),
+    r(
+        "post",
+        "/api/v1/tenants/{tenant}/reports",
+        "Queue a compliance report (generated in the background)",
+        Some("auditor"),
+        202,
+        Some("ReportRequest"),
+    ),
+    r(
+        "get",
+        "/api/v1/tenants/{tenant}/reports/{id}",
+        "One report's status and progress",
+        Some("viewer"),
+        200,
+        None,
+    ),
+    r(
+        "get",
+        "/api/v1/tenants/{tenant}/reports/{id}/download",
+        "The finished report file (409 while not done)",
+        Some("viewer"),
+        200,
+        None,
+    ),
+    r(
+        "get",
+        "/api/v1/tenants/{tenant}/incidents",
+        "NIS2 incidents with deadlines, overdue stages and the next deadline",
+        Some("viewer"),
+        200,
+        None,
+    ),
+    r(
+        "post",
+        "/api/v1/tenants/{tenant}/incidents",
+        "Record a NIS2 incident",
+        Some("auditor"),
+        201,
+        Some("IncidentRequest"),
+    ),
+    r(
+        "get",
+        "/api/v1/tenants/{tenant}/incidents/{id}",
+        "One incident",
+        Some("viewer"),
+        200,
+        None,
+    ),
+    r(
+        "patch",
+        "/api/v1/tenants/{tenant}/incidents/{id}",
+        "Change an incident, edit stage content or mark a stage sent",
+        Some("auditor"),
+        200,
+        Some("IncidentPatch"),
+    ),
+    r(
+        "get",
+        "/api/v1/tenants/{tenant}/incidents/{id}/export/{stage}",
+        "One notification stage as a file (?format=)",
+        Some("viewer"),
+        200,
+        None,
+    ),
 ];
 
 fn schema_ref(name: &str) -> Value {
@@ -333,6 +405,13 @@ pub fn response_schema(rd: &RouteDoc) -> Value {
             ("entries", array_of("AuditEntry")),
         ]),
         ("get", "openapi.json") => json!({ "type": "object" }),
+        ("get", "reports") => array_of("Report"),
+        ("post", "reports") => schema_ref("Report"),
+        ("get", "incidents") => array_of("Incident"),
+        ("post", "incidents") => schema_ref("Incident"),
+        _ if is_file(rd) => json!({ "type": "string", "format": "binary" }),
+        _ if rd.path.contains("/reports/") => schema_ref("Report"),
+        _ if rd.path.contains("/incidents/") => schema_ref("Incident"),
         ("get", "findings") => schema_ref("SearchResult"),
         ("get", "changes") => json!({ "type": "array", "items": { "type": "object" } }),
         _ if rd.path.contains("/findings/")
@@ -343,6 +422,11 @@ pub fn response_schema(rd: &RouteDoc) -> Value {
         }
         _ => json!({}),
     }
+}
+
+/// Whether a route answers a file rather than JSON.
+fn is_file(rd: &RouteDoc) -> bool {
+    rd.path.ends_with("/download") || rd.path.ends_with("/export/{stage}")
 }
 
 /// An object schema with every listed property required.
@@ -491,6 +575,69 @@ fn response_schemas() -> Map<String, Value> {
             ("hash", s()),
         ]),
     );
+    let opt_s = || json!({ "type": ["string", "null"] });
+    put(
+        "Report",
+        object(&[
+            ("id", s()),
+            ("framework", s()),
+            (
+                "format",
+                json!({ "type": "string", "enum": ["pdf", "json", "csv", "ocsf", "sarif"] }),
+            ),
+            (
+                "status",
+                json!({ "type": "string", "enum": ["queued", "running", "done", "failed"] }),
+            ),
+            (
+                "progress",
+                json!({ "type": "integer", "minimum": 0, "maximum": 100 }),
+            ),
+            ("created_ms", n()),
+            ("finished_ms", opt_n()),
+            ("size_bytes", opt_n()),
+            ("error", opt_s()),
+            ("requested_by", s()),
+        ]),
+    );
+    let stage =
+        || json!({ "type": "string", "enum": ["early_warning", "notification", "final_report"] });
+    let strings = || json!({ "type": "array", "items": { "type": "string" } });
+    put(
+        "Incident",
+        object(&[
+            ("id", s()),
+            ("title", s()),
+            (
+                "status",
+                json!({ "type": "string", "enum": ["open", "closed"] }),
+            ),
+            ("significant", json!({ "type": "boolean" })),
+            ("significance", json!({ "type": "object" })),
+            ("detected_ms", n()),
+            (
+                "deadlines",
+                object(&[
+                    ("early_warning_ms", n()),
+                    ("notification_ms", n()),
+                    ("final_report_ms", n()),
+                ]),
+            ),
+            (
+                "stages",
+                json!({ "type": "object", "properties": {
+                "early_warning_sent_ms": n(), "notification_sent_ms": n(), "final_report_sent_ms": n()
+            } }),
+            ),
+            ("overdue", json!({ "type": "array", "items": stage() })),
+            (
+                "next_deadline",
+                json!({ "type": ["object", "null"], "properties": { "stage": stage(), "due_ms": n() } }),
+            ),
+            ("finding_ids", strings()),
+            ("assets", strings()),
+        ]),
+    );
     m
 }
 
@@ -531,6 +678,17 @@ fn operation(rd: &RouteDoc) -> Value {
     let mut responses = Map::new();
     let ok = if rd.success == 204 {
         json!({ "description": "done" })
+    } else if is_file(rd) {
+        let binary = json!({ "schema": { "type": "string", "format": "binary" } });
+        json!({
+            "description": "the file, with Content-Disposition: attachment",
+            "content": {
+                "application/pdf": binary,
+                "application/json": binary,
+                "text/csv": binary,
+                "application/sarif+json": binary,
+            }
+        })
     } else {
         json!({
             "description": "success",
@@ -550,6 +708,9 @@ fn operation(rd: &RouteDoc) -> Value {
             "404".into(),
             error_response("unknown tenant or resource, or a tenant the caller does not belong to"),
         );
+    }
+    if rd.path.ends_with("/download") {
+        responses.insert("409".into(), error_response("the report is not done yet"));
     }
     if rd.path.ends_with("/login") {
         responses.insert("401".into(), error_response("wrong email or password"));
@@ -641,6 +802,82 @@ pub fn document() -> Value {
                     "properties": {
                         "current_password": { "type": "string" },
                         "new_password": { "type": "string", "minLength": 12 }
+                    }
+                },
+                "ReportRequest": {
+                    "type": "object", "required": ["framework", "format"],
+                    "properties": {
+                        "framework": { "type": "string", "description": "nis2, nis2_ir, iso27001, soc2, cis or a user framework" },
+                        "format": { "type": "string", "enum": ["pdf", "json", "csv", "ocsf", "sarif"] }
+                    }
+                },
+                "Significance": {
+                    "type": "object",
+                    "description": "NIS2 Art. 23(3) criteria",
+                    "properties": {
+                        "severe_operational_disruption": { "type": "boolean" },
+                        "financial_loss": { "type": "boolean" },
+                        "affects_others": { "type": "boolean" },
+                        "rationale": { "type": "string" }
+                    }
+                },
+                "EarlyWarning": {
+                    "type": "object",
+                    "properties": {
+                        "suspected_malicious": { "type": ["boolean", "null"] },
+                        "cross_border_impact": { "type": ["boolean", "null"] },
+                        "notes": { "type": "string" }
+                    }
+                },
+                "Notification": {
+                    "type": "object",
+                    "properties": {
+                        "initial_assessment": { "type": "string" },
+                        "severity": { "type": "string" },
+                        "impact": { "type": "string" },
+                        "indicators_of_compromise": { "type": "array", "items": { "type": "string" } }
+                    }
+                },
+                "FinalReport": {
+                    "type": "object",
+                    "properties": {
+                        "detailed_description": { "type": "string" },
+                        "root_cause": { "type": "string" },
+                        "mitigation": { "type": "string" },
+                        "cross_border_impact": { "type": "string" }
+                    }
+                },
+                "IncidentRequest": {
+                    "type": "object", "required": ["title", "significant"],
+                    "properties": {
+                        "title": { "type": "string" },
+                        "description": { "type": "string" },
+                        "detected_ms": { "type": "integer", "minimum": 0, "description": "now when absent" },
+                        "significant": { "type": "boolean" },
+                        "significance": { "$ref": "#/components/schemas/Significance" },
+                        "finding_ids": { "type": "array", "items": { "type": "string" } },
+                        "assets": { "type": "array", "items": { "type": "string" } },
+                        "early_warning": { "$ref": "#/components/schemas/EarlyWarning" },
+                        "notification": { "$ref": "#/components/schemas/Notification" },
+                        "final_report": { "$ref": "#/components/schemas/FinalReport" }
+                    }
+                },
+                "IncidentPatch": {
+                    "type": "object",
+                    "properties": {
+                        "title": { "type": "string" },
+                        "description": { "type": "string" },
+                        "status": { "type": "string", "enum": ["open", "closed"] },
+                        "significant": { "type": "boolean" },
+                        "significance": { "$ref": "#/components/schemas/Significance" },
+                        "detected_ms": { "type": "integer", "minimum": 0 },
+                        "finding_ids": { "type": "array", "items": { "type": "string" } },
+                        "assets": { "type": "array", "items": { "type": "string" } },
+                        "mark_stage_sent": { "type": "string", "enum": ["early_warning", "notification", "final_report"] },
+                        "sent_ms": { "type": "integer", "minimum": 0, "description": "when the stage was sent; now when absent" },
+                        "early_warning": { "$ref": "#/components/schemas/EarlyWarning" },
+                        "notification": { "$ref": "#/components/schemas/Notification" },
+                        "final_report": { "$ref": "#/components/schemas/FinalReport" }
                     }
                 },
                 "MemberRequest": {

@@ -82,6 +82,20 @@ fn cases() -> Vec<Case> {
             Role::Admin,
             S::NO_CONTENT,
         ),
+        c(Method::GET, "/reports", Role::Viewer, S::OK),
+        c(Method::POST, "/reports", Role::Auditor, S::ACCEPTED),
+        c(Method::GET, "/reports/{id}", Role::Viewer, S::OK),
+        c(Method::GET, "/reports/{id}/download", Role::Viewer, S::OK),
+        c(Method::GET, "/incidents", Role::Viewer, S::OK),
+        c(Method::POST, "/incidents", Role::Auditor, S::CREATED),
+        c(Method::GET, "/incidents/{id}", Role::Viewer, S::OK),
+        c(Method::PATCH, "/incidents/{id}", Role::Auditor, S::OK),
+        c(
+            Method::GET,
+            "/incidents/{id}/export/{stage}",
+            Role::Viewer,
+            S::OK,
+        ),
     ]
 }
 
@@ -115,7 +129,8 @@ fn request(
         .replace("{id}", &format!("f-{resource_tenant}1"))
         .replace("{asset}", &format!("web.{resource_tenant}.test"))
         .replace("{framework}", "nis2")
-        .replace("{job}", &format!("nightly-{resource_tenant}"));
+        .replace("{job}", &format!("nightly-{resource_tenant}"))
+        .replace("{stage}", "early_warning");
     let path = if path.contains("{user}") {
         let n = u64::from_le_bytes(console::accounts::random_bytes::<8>().unwrap());
         let (u, _) = console::accounts::create_user_with_membership(
@@ -144,6 +159,9 @@ fn request(
         ("PUT", "/findings/{id}/suppression") => {
             Some(json!({ "kind": "accepted_risk", "reason": "compensating control" }))
         }
+        ("POST", "/reports") => Some(json!({ "framework": "nis2", "format": "pdf" })),
+        ("POST", "/incidents") => Some(json!({ "title": "ransomware", "significant": true })),
+        ("PATCH", "/incidents/{id}") => Some(json!({ "status": "closed" })),
         ("POST", "/members") => {
             let n = u64::from_le_bytes(console::accounts::random_bytes::<8>().unwrap());
             Some(
@@ -347,7 +365,8 @@ async fn openapi_documents_exactly_the_routes_the_router_serves() {
             .replace("{user}", "u-none")
             .replace("{asset}", "none")
             .replace("{framework}", "nis2")
-            .replace("{job}", "j-none");
+            .replace("{job}", "j-none")
+            .replace("{stage}", "early_warning");
         let m: Method = method.parse().unwrap();
         let r = f.call(m, &uri, &admin, Some(json!({}))).await;
         assert_ne!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");

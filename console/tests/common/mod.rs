@@ -13,6 +13,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use console::accounts::create_user_with_membership;
+use console::compliance::{ComplianceOps, Download};
 use console::{
     AccountStore, ConsoleOptions, ConsoleState, Operations, OpsError, Role, SledAccounts,
 };
@@ -35,6 +36,131 @@ pub struct TestOps {
     pub findings: Mutex<BTreeMap<(TenantId, String), Value>>,
     /// (tenant, asset) → baseline accepted.
     pub assets: Mutex<BTreeMap<(TenantId, String), bool>>,
+    /// (tenant, report id) → report metadata.
+    pub reports: Mutex<BTreeMap<(TenantId, String), Value>>,
+    /// (tenant, incident id) → incident.
+    pub incidents: Mutex<BTreeMap<(TenantId, String), Value>>,
+}
+
+fn lock_err(e: impl std::fmt::Display) -> OpsError {
+    OpsError::Failed(e.to_string())
+}
+
+impl ComplianceOps for TestOps {
+    fn create_report(
+        &self,
+        tenant: &TenantId,
+        framework: &str,
+        format: &str,
+        requested_by: &str,
+    ) -> Result<Value, OpsError> {
+        if !["pdf", "json", "csv", "ocsf", "sarif"].contains(&format) {
+            return Err(OpsError::Invalid(format!("bad format {format}")));
+        }
+        let mut r = self.reports.lock().map_err(lock_err)?;
+        let id = format!("r-{}", r.len() + 1);
+        let v = json!({ "id": id, "framework": framework, "format": format, "status": "queued",
+            "progress": 0, "requested_by": requested_by });
+        r.insert((tenant.clone(), id), v.clone());
+        Ok(v)
+    }
+
+    fn list_reports(&self, tenant: &TenantId) -> Result<Value, OpsError> {
+        let r = self.reports.lock().map_err(lock_err)?;
+        Ok(Value::Array(
+            r.iter()
+                .filter(|((t, _), _)| t == tenant)
+                .map(|(_, v)| v.clone())
+                .collect(),
+        ))
+    }
+
+    fn report(&self, tenant: &TenantId, id: &str) -> Result<Value, OpsError> {
+        let r = self.reports.lock().map_err(lock_err)?;
+        r.get(&(tenant.clone(), id.to_string()))
+            .cloned()
+            .ok_or_else(|| OpsError::NotFound(id.into()))
+    }
+
+    fn report_file(&self, tenant: &TenantId, id: &str) -> Result<Option<Download>, OpsError> {
+        let v = self.report(tenant, id)?;
+        Ok((v["status"] == "done").then(|| Download {
+            // JSON, because the fixture's client decodes every answer.
+            bytes: br#"{"report":true}"#.to_vec(),
+            content_type: "application/json".into(),
+            filename: format!("vigil-{tenant}-nis2-{id}.json"),
+        }))
+    }
+
+    fn list_incidents(&self, tenant: &TenantId) -> Result<Value, OpsError> {
+        let r = self.incidents.lock().map_err(lock_err)?;
+        Ok(Value::Array(
+            r.iter()
+                .filter(|((t, _), _)| t == tenant)
+                .map(|(_, v)| v.clone())
+                .collect(),
+        ))
+    }
+
+    fn create_incident(
+        &self,
+        tenant: &TenantId,
+        body: Value,
+        actor: &str,
+    ) -> Result<Value, OpsError> {
+        let title = body["title"]
+            .as_str()
+            .ok_or_else(|| OpsError::Invalid("title missing".into()))?;
+        let mut r = self.incidents.lock().map_err(lock_err)?;
+        let id = format!("inc-{}", r.len() + 1);
+        let v = json!({ "id": id, "title": title, "significant": body["significant"], "created_by": actor });
+        r.insert((tenant.clone(), id), v.clone());
+        Ok(v)
+    }
+
+    fn incident(&self, tenant: &TenantId, id: &str) -> Result<Value, OpsError> {
+        let r = self.incidents.lock().map_err(lock_err)?;
+        r.get(&(tenant.clone(), id.to_string()))
+            .cloned()
+            .ok_or_else(|| OpsError::NotFound(id.into()))
+    }
+
+    fn update_incident(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        body: Value,
+    ) -> Result<(Value, Value), OpsError> {
+        let mut r = self.incidents.lock().map_err(lock_err)?;
+        let v = r
+            .get_mut(&(tenant.clone(), id.to_string()))
+            .ok_or_else(|| OpsError::NotFound(id.into()))?;
+        let Some(obj) = body.as_object().filter(|o| !o.is_empty()) else {
+            return Err(OpsError::Invalid("nothing to change".into()));
+        };
+        for (k, val) in obj {
+            v[k] = val.clone();
+        }
+        Ok((v.clone(), body))
+    }
+
+    fn export_incident(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        stage: &str,
+        format: &str,
+    ) -> Result<Download, OpsError> {
+        self.incident(tenant, id)?;
+        if format != "pdf" && format != "json" {
+            return Err(OpsError::Invalid("format".into()));
+        }
+        Ok(Download {
+            bytes: b"{}".to_vec(),
+            content_type: "application/json".into(),
+            filename: format!("vigil-{tenant}-{id}-{stage}.{format}"),
+        })
+    }
 }
 
 impl Operations for TestOps {
@@ -298,9 +424,19 @@ impl Fixture {
                     json!({ "id": id, "tenant": tenant }),
                 );
                 assets.insert((t(tenant), format!("web.{tenant}.test")), false);
+                // Reports and incidents named like the findings, so `{id}` fits every route.
+                ops.reports.lock().unwrap().insert(
+                    (t(tenant), id.clone()),
+                    json!({ "id": id, "framework": "nis2", "format": "pdf", "status": "done" }),
+                );
+                ops.incidents.lock().unwrap().insert(
+                    (t(tenant), id.clone()),
+                    json!({ "id": id, "title": "outage", "significant": true }),
+                );
             }
         }
         let state = ConsoleState::with_options(accounts.clone(), ops.clone(), o);
+        state.set_compliance(ops.clone());
         Self {
             _dir: dir,
             accounts,
