@@ -100,6 +100,8 @@ pub struct CollectorConfig {
     /// Evaluate rules, track findings and changes and index them while ingesting;
     /// `false` runs an ingest-only collector that catches up when re-enabled.
     pub findings_pipeline: bool,
+    /// Alert dispatcher and SMTP relay (`[alerts]`).
+    pub alerts: crate::alerts::AlertsConfig,
     /// Per-tenant scope and jobs.
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -122,6 +124,7 @@ impl Default for CollectorConfig {
             max_frame_bytes: protocol::DEFAULT_MAX_FRAME,
             run_timeout: "6h".into(),
             run_retention: "30d".into(),
+            alerts: crate::alerts::AlertsConfig::default(),
             tenants: BTreeMap::new(),
         }
     }
@@ -207,6 +210,8 @@ pub struct Settings {
     pub run_retention: Duration,
     /// Directory of user rule files, if configured.
     pub rules_dir: Option<PathBuf>,
+    /// Parsed alert dispatcher settings.
+    pub alerts: crate::alerts::AlertSettings,
 }
 
 impl Settings {
@@ -302,7 +307,9 @@ impl CollectorConfig {
                 Some(dir)
             }
         };
+        let alerts = self.alerts.validate()?;
         Ok(Settings {
+            alerts,
             rules_dir,
             metrics_listen,
             console_listen,

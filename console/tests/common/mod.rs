@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod alerts;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -35,9 +37,15 @@ pub struct TestOps {
     pub findings: Mutex<BTreeMap<(TenantId, String), Value>>,
     /// (tenant, asset) → baseline accepted.
     pub assets: Mutex<BTreeMap<(TenantId, String), bool>>,
+    /// Alerting state.
+    pub alerts: alerts::TestAlerts,
 }
 
 impl Operations for TestOps {
+    fn alerts(&self) -> Option<&dyn console::api::alerts::AlertOperations> {
+        Some(&self.alerts)
+    }
+
     fn list_agents(&self, tenant: &TenantId) -> Result<Value, OpsError> {
         let agents = self
             .agents
@@ -288,6 +296,7 @@ impl Fixture {
                     json!({ "id": id, "tenant": tenant }),
                 );
                 assets.insert((t(tenant), format!("web.{tenant}.test")), false);
+                ops.alerts.seed(&t(tenant));
             }
         }
         let state = ConsoleState::with_options(accounts.clone(), ops.clone(), o);
