@@ -74,3 +74,6 @@ pub(crate) fn random_id(n: usize) -> Result<String, AlertError> {
     getrandom::fill(&mut b).map_err(|e| AlertError::Send(format!("random: {e}")))?;
     Ok(hex::encode(b))
 }
+
+#[cfg(test)]
+mod tests;

@@ -45,9 +45,7 @@ mod tests {
 
     #[test]
     fn matches_rfc4231_vector_and_rejects_tampering() {
-        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?",
-        // split here as timestamp-free data by signing "what do ya want for nothing?"
-        // through the same primitive.
+        // RFC 4231 test case 2 pins the HMAC-SHA256 primitive itself.
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(b"Jefe").unwrap();
         mac.update(b"what do ya want for nothing?");
         assert_eq!(
