@@ -97,6 +97,12 @@ where
     }
 }
 
+/// Asserts that a real answer matches the OpenAPI schema of its route.
+fn documented(method: &str, path: &str, answer: &Value) {
+    console::openapi::check_response(method, &format!("/api/v1/tenants/{{tenant}}{path}"), answer)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+}
+
 async fn deliveries(addr: SocketAddr, key: &str, tenant: &str, status: &str) -> Vec<Value> {
     let (s, v) = api(
         addr,
@@ -107,6 +113,7 @@ async fn deliveries(addr: SocketAddr, key: &str, tenant: &str, status: &str) -> 
     )
     .await;
     assert_eq!(s, 200, "{v}");
+    documented("get", "/alert-deliveries", &v);
     v.as_array().unwrap().clone()
 }
 
@@ -127,6 +134,7 @@ async fn channel_with_rule(
     )
     .await;
     assert_eq!(s, 201, "{ch}");
+    documented("post", "/alert-channels", &ch);
     let (s, rule) = api(
         addr,
         "POST",
@@ -136,6 +144,12 @@ async fn channel_with_rule(
     )
     .await;
     assert_eq!(s, 201, "{rule}");
+    documented("post", "/alert-rules", &rule);
+    for path in ["/alert-channels", "/alert-rules", "/mute-windows"] {
+        let (s, v) = api(addr, "GET", &format!("/tenants/acme{path}"), key, None).await;
+        assert_eq!(s, 200, "{v}");
+        documented("get", path, &v);
+    }
     ch
 }
 
@@ -474,6 +488,7 @@ async fn dead_letter_after_max_attempts_then_retry_through_the_api() {
     let (s, v) = api(addr, "POST", &retry, &admin, None).await;
     assert_eq!(s, 202, "{v}");
     assert_eq!(v["status"], "pending");
+    documented("post", "/alert-deliveries/{id}/retry", &v);
     let done = eventually("delivered after retry", Duration::from_secs(30), || async {
         deliveries(addr, &admin, "acme", "delivered").await.pop()
     })
@@ -523,6 +538,7 @@ async fn mute_windows_record_deliveries_without_sending_them() {
     )
     .await;
     assert_eq!(s, 201, "{w}");
+    documented("post", "/mute-windows", &w);
     let reminder = |stage: &str| IncidentDeadline {
         incident_id: "inc-2".into(),
         title: "outage".into(),
@@ -596,6 +612,7 @@ async fn slack_channel_posts_text_and_blocks() {
     );
     let (s, q) = api(addr, "POST", &test, &key, None).await;
     assert_eq!(s, 202, "{q}");
+    documented("post", "/alert-channels/{id}/test", &q);
     eventually("slack message", Duration::from_secs(20), || async {
         (rx.accepted().len() == 1).then_some(())
     })
