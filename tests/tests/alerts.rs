@@ -781,3 +781,78 @@ async fn email_channel_speaks_smtp_with_auth_and_dot_stuffing() {
     assert!(d.contains(&format!("Delivery: {id}")));
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_receiver_times_out_without_holding_up_other_channels() {
+    init();
+    // Accepts connections and never answers.
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hang_addr = hang.local_addr().unwrap();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = held.clone();
+    let acceptor = tokio::spawn(async move {
+        while let Ok((s, _)) = hang.accept().await {
+            keep.lock().unwrap().push(s);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = fast(1);
+    cfg.timeout = "3s".into();
+    let c = start(dir.path(), cfg).await;
+    let addr = c.console_addr().unwrap();
+    let key = api_key(&c, "acme", Role::Admin);
+    let rx = Receiver::start("127.0.0.1:0".parse().unwrap(), 0).await;
+    let mut ids = Vec::new();
+    for url in [
+        format!("http://{hang_addr}/h"),
+        format!("http://{}/h", rx.addr),
+    ] {
+        let (s, ch) = api(
+            addr,
+            "POST",
+            "/tenants/acme/alert-channels",
+            &key,
+            Some(json!({ "name": "h", "kind": "webhook", "url": url })),
+        )
+        .await;
+        assert_eq!(s, 201, "{ch}");
+        let test = format!(
+            "/tenants/acme/alert-channels/{}/test",
+            ch["id"].as_str().unwrap()
+        );
+        let (s, q) = api(addr, "POST", &test, &key, None).await;
+        assert_eq!(s, 202, "{q}");
+        ids.push(q["delivery_id"].as_str().unwrap().to_string());
+    }
+    let queued = tokio::time::Instant::now();
+    // Recorded as delivered while the other attempt still hangs.
+    let done = eventually(
+        "fast channel delivered",
+        Duration::from_secs(20),
+        || async { deliveries(addr, &key, "acme", "delivered").await.pop() },
+    )
+    .await;
+    assert_eq!(done["id"], ids[1].as_str());
+    assert_eq!(rx.accepted().len(), 1);
+    assert!(
+        queued.elapsed() < Duration::from_secs(2),
+        "waited for the hanging receiver: {:?}",
+        queued.elapsed()
+    );
+    let pending = deliveries(addr, &key, "acme", "pending").await;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0]["id"], ids[0].as_str());
+    let dead = eventually(
+        "hanging attempt timed out",
+        Duration::from_secs(20),
+        || async { deliveries(addr, &key, "acme", "dead").await.pop() },
+    )
+    .await;
+    assert_eq!(dead["id"], ids[0].as_str());
+    assert!(
+        dead["last_error"].as_str().unwrap().contains("timed out"),
+        "{dead}"
+    );
+    acceptor.abort();
+    c.shutdown().await;
+}

@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+use tokio::task::JoinSet;
 
 use super::model::{
     AlertEvent, AlertRule, Channel, ChannelKind, Delivery, DeliveryStatus, MuteWindow,
@@ -75,6 +76,9 @@ fn random_u64() -> u64 {
     let _ = getrandom::fill(&mut b);
     u64::from_le_bytes(b)
 }
+
+/// Due-index keys of the attempts running, by task.
+type InFlight = HashMap<tokio::task::Id, Vec<u8>>;
 
 /// Outcome of one attempt.
 struct Attempt {
@@ -150,11 +154,9 @@ impl AlertService {
         Ok(page.len())
     }
 
-    /// Deliveries due at `now`, at most `concurrency`; stale index entries are dropped.
-    fn due(&self, now: u64) -> Result<Vec<(Vec<u8>, Delivery)>, AlertError> {
-        let page = self
-            .fs
-            .scan(Space::AlertDue, b"", None, false, self.settings.concurrency)?;
+    /// Up to `limit` deliveries due at `now`, soonest first; stale index entries are dropped.
+    fn due(&self, now: u64, limit: usize) -> Result<Vec<(Vec<u8>, Delivery)>, AlertError> {
+        let page = self.fs.scan(Space::AlertDue, b"", None, false, limit)?;
         let mut out = Vec::new();
         for (k, v) in page {
             let Some((at, rest)) = k.split_first_chunk::<8>() else {
@@ -224,20 +226,34 @@ impl AlertService {
         }
     }
 
-    /// Sends the deliveries due now; returns how many were attempted.
-    pub async fn dispatch_once(
+    /// Starts attempts for due deliveries not already in flight, up to
+    /// `concurrency` running at once; returns how many were started.
+    async fn start_due(
         self: &Arc<Self>,
         client: &reqwest::Client,
+        tasks: &mut JoinSet<Attempt>,
+        inflight: &mut InFlight,
     ) -> Result<usize, AlertError> {
+        let free = self.settings.concurrency.saturating_sub(tasks.len());
+        if free == 0 {
+            return Ok(0);
+        }
+        // In-flight deliveries keep their due entry until recorded: skip past them.
+        let limit = free + inflight.len();
         let me = self.clone();
-        let due = tokio::task::spawn_blocking(move || me.due(now_ms()))
+        let due = tokio::task::spawn_blocking(move || me.due(now_ms(), limit))
             .await
             .map_err(|e| AlertError::Send(e.to_string()))??;
-        let mut tasks = tokio::task::JoinSet::new();
+        let mut started = 0;
         for (due_k, d) in due {
+            if started == free || inflight.values().any(|k| *k == due_k) {
+                continue;
+            }
+            started += 1;
+            let key = due_k.clone();
             let me = self.clone();
             let client = client.clone();
-            tasks.spawn(async move {
+            let handle = tasks.spawn(async move {
                 let result = match me.channel(&d.tenant, &d.channel_id) {
                     Ok(ch) => me
                         .attempt(&client, &ch, &d)
@@ -254,25 +270,35 @@ impl AlertService {
                     result,
                 }
             });
+            inflight.insert(handle.id(), key);
         }
-        let mut outcomes = Vec::new();
-        while let Some(r) = tasks.join_next().await {
-            match r {
-                Ok(a) => outcomes.push(a),
-                Err(e) => tracing::error!("alert delivery task failed: {e}"),
+        Ok(started)
+    }
+
+    /// Records a finished attempt off the async workers.
+    async fn finish(
+        self: &Arc<Self>,
+        done: Result<(tokio::task::Id, Attempt), tokio::task::JoinError>,
+        inflight: &mut InFlight,
+    ) {
+        let a = match done {
+            Ok((id, a)) => {
+                inflight.remove(&id);
+                a
             }
-        }
-        let n = outcomes.len();
+            Err(e) => {
+                // A panicked attempt: its delivery stays pending and is tried again.
+                inflight.remove(&e.id());
+                tracing::error!("alert delivery task failed: {e}");
+                return;
+            }
+        };
         let me = self.clone();
-        tokio::task::spawn_blocking(move || {
-            for a in outcomes {
-                me.record(a, now_ms())?;
-            }
-            Ok::<_, AlertError>(())
-        })
-        .await
-        .map_err(|e| AlertError::Send(e.to_string()))??;
-        Ok(n)
+        match tokio::task::spawn_blocking(move || me.record(a, now_ms())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("recording an alert attempt failed: {e}"),
+            Err(e) => tracing::error!("recording an alert attempt panicked: {e}"),
+        }
     }
 
     /// Stores the outcome of an attempt: delivered, retry later, or dead.
@@ -341,7 +367,9 @@ impl AlertService {
         Ok(())
     }
 
-    /// Runs the dispatcher until the task is aborted.
+    /// Runs the dispatcher until the task is aborted. Attempts run as
+    /// independent tasks, so one slow receiver holds one of the `concurrency`
+    /// slots, not the whole queue.
     pub fn spawn(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let client = match webhook::http_client() {
@@ -351,6 +379,8 @@ impl AlertService {
                     return;
                 }
             };
+            let mut tasks = JoinSet::new();
+            let mut inflight = InFlight::new();
             loop {
                 let me = self.clone();
                 let planned =
@@ -365,25 +395,27 @@ impl AlertService {
                             0
                         }
                     };
-                let sent = match self.dispatch_once(&client).await {
-                    Ok(n) => n,
-                    Err(e) => {
-                        tracing::error!("alert dispatch failed: {e}");
-                        0
-                    }
-                };
+                if let Err(e) = self.start_due(&client, &mut tasks, &mut inflight).await {
+                    tracing::error!("alert dispatch failed: {e}");
+                }
                 let me = self.clone();
                 if let Ok(Ok(n)) = tokio::task::spawn_blocking(move || me.pending_count()).await {
                     self.metrics
                         .alerts_pending
                         .store(n as u64, Ordering::Relaxed);
                 }
-                if planned >= PLAN_BATCH || sent >= self.settings.concurrency {
+                if planned >= PLAN_BATCH {
                     continue;
                 }
                 tokio::select! {
+                    Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                        self.finish(done, &mut inflight).await
+                    }
                     _ = self.wake.notified() => {}
                     _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                }
+                while let Some(done) = tasks.try_join_next_with_id() {
+                    self.finish(done, &mut inflight).await;
                 }
             }
         })
