@@ -24,6 +24,8 @@ pub struct AlertsConfig {
     pub concurrency: usize,
     /// How often the dispatcher looks for new events and due deliveries.
     pub poll_interval: String,
+    /// Finished (delivered, dead, muted) deliveries older than this are deleted.
+    pub retention: String,
     /// SMTP relay of email channels.
     pub smtp: SmtpConfig,
 }
@@ -38,6 +40,7 @@ impl Default for AlertsConfig {
             timeout: "10s".into(),
             concurrency: 4,
             poll_interval: "1s".into(),
+            retention: "30d".into(),
             smtp: SmtpConfig::default(),
         }
     }
@@ -88,6 +91,8 @@ pub struct AlertSettings {
     pub concurrency: usize,
     /// Polling interval.
     pub poll_interval: Duration,
+    /// Age after which finished deliveries are deleted.
+    pub retention: Duration,
     /// SMTP relay (validated `from`, non-empty `server` when set).
     pub smtp: SmtpConfig,
 }
@@ -116,6 +121,10 @@ impl AlertsConfig {
         let backoff_max = d("backoff_max", &self.backoff_max)?;
         let timeout = d("timeout", &self.timeout)?;
         let poll_interval = d("poll_interval", &self.poll_interval)?;
+        let retention = d("retention", &self.retention)?;
+        if retention < Duration::from_secs(3600) {
+            return Err(invalid("retention", "must be at least 1h"));
+        }
         if self.max_attempts == 0 {
             return Err(invalid("max_attempts", "must be at least 1"));
         }
@@ -155,6 +164,7 @@ impl AlertsConfig {
             timeout,
             concurrency: self.concurrency,
             poll_interval,
+            retention,
             smtp,
         })
     }
@@ -188,6 +198,7 @@ mod tests {
         assert!(bad(&|c| c.max_attempts = 0).contains("alerts.max_attempts"));
         assert!(bad(&|c| c.backoff_max = "1s".into()).contains("alerts.backoff_base"));
         assert!(bad(&|c| c.concurrency = 0).contains("alerts.concurrency"));
+        assert!(bad(&|c| c.retention = "10m".into()).contains("alerts.retention"));
         assert!(bad(&|c| c.timeout = "soon".into()).contains("alerts.timeout"));
         assert!(bad(&|c| c.smtp.server = "mail".into()).contains("alerts.smtp.server"));
         assert!(bad(&|c| c.smtp.from = "x\r\nBcc: y@z".into()).contains("alerts.smtp.from"));

@@ -226,6 +226,30 @@ impl AlertService {
         }
     }
 
+    /// Deletes finished deliveries planned before `now - retention`; returns how many.
+    pub fn sweep(&self, now: u64) -> Result<usize, AlertError> {
+        let cutoff = now.saturating_sub(self.settings.retention.as_millis() as u64);
+        let mut removed = 0;
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self
+                .fs
+                .scan(Space::AlertDeliveries, b"", after.as_deref(), false, 1024)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.0.clone());
+            for (k, v) in &page {
+                let d: Delivery = dec(k, v)?;
+                if d.status != DeliveryStatus::Pending
+                    && d.created_ms < cutoff
+                    && self.fs.remove_if(Space::AlertDeliveries, k, v)?
+                {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Starts attempts for due deliveries not already in flight, up to
     /// `concurrency` running at once; returns how many were started.
     async fn start_due(
@@ -381,7 +405,18 @@ impl AlertService {
             };
             let mut tasks = JoinSet::new();
             let mut inflight = InFlight::new();
+            let mut next_sweep = tokio::time::Instant::now();
             loop {
+                if tokio::time::Instant::now() >= next_sweep {
+                    next_sweep += std::time::Duration::from_secs(3600);
+                    let me = self.clone();
+                    match tokio::task::spawn_blocking(move || me.sweep(now_ms())).await {
+                        Ok(Ok(n)) if n > 0 => tracing::info!("{n} old alert deliveries deleted"),
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => tracing::error!("alert delivery sweep failed: {e}"),
+                        Err(e) => tracing::error!("alert delivery sweep panicked: {e}"),
+                    }
+                }
                 let me = self.clone();
                 let planned =
                     match tokio::task::spawn_blocking(move || me.plan_once(now_ms())).await {

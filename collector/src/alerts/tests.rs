@@ -305,3 +305,55 @@ fn planning_applies_severity_change_types_kinds_and_tenants() {
         "channel b and its rule remain"
     );
 }
+
+#[test]
+fn sweep_deletes_only_old_finished_deliveries() {
+    let (_d, fs) = store();
+    let svc = AlertService::new(
+        fs.clone(),
+        AlertSettings::default(),
+        Arc::new(Metrics::default()),
+    );
+    let day = 86_400_000u64;
+    let now = 100 * day;
+    let mut ds = Vec::new();
+    for (i, (status, age_days)) in [
+        (DeliveryStatus::Delivered, 31),
+        (DeliveryStatus::Dead, 31),
+        (DeliveryStatus::Muted, 31),
+        (DeliveryStatus::Pending, 31),
+        (DeliveryStatus::Delivered, 29),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let ev = event(
+            "acme",
+            &format!("e{i}"),
+            EventKind::Change,
+            None,
+            Some("PORT_OPENED"),
+        );
+        let d = super::dispatcher::new_delivery(&ev, "c", now - age_days * day, status);
+        ds.push(d);
+    }
+    fs.transact(&mut |tx| {
+        ds.iter().try_for_each(|d| {
+            tx.put(
+                Space::AlertDeliveries,
+                &super::delivery_key(&d.tenant, &d.id),
+                &crate::findings::enc(d)?,
+            )
+        })
+    })
+    .unwrap();
+    assert_eq!(svc.sweep(now).unwrap(), 3);
+    let mut left: Vec<String> = svc
+        .deliveries("acme", None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.event.id)
+        .collect();
+    left.sort();
+    assert_eq!(left, ["e3", "e4"]);
+}
