@@ -471,6 +471,13 @@ async fn dead_letter_after_max_attempts_then_retry_through_the_api() {
     );
     let m = c.metrics();
     assert_eq!(m.alerts_dead.load(std::sync::atomic::Ordering::Relaxed), 1);
+    let text = m.render(c.store().as_ref());
+    assert!(text.contains("\nvigil_alerts_dead_total 1\n"), "{text}");
+    assert!(
+        text.contains("\nvigil_alerts_failed_attempts_total 3\n"),
+        "{text}"
+    );
+    assert!(text.contains("# TYPE vigil_alerts_pending gauge\n"));
     // The same reminder again is the same event: no second delivery.
     c.alerts()
         .enqueue_incident_deadline("acme", &deadline)
