@@ -96,6 +96,7 @@ impl AlertService {
             .fs
             .scan(Space::AlertOutbox, b"", None, false, PLAN_BATCH)?;
         let mut tenants: HashMap<String, (Vec<AlertRule>, Vec<MuteWindow>)> = HashMap::new();
+        let mut plans: Vec<(&Vec<u8>, Vec<Delivery>)> = Vec::new();
         for (k, v) in &page {
             let ev: AlertEvent = match dec(k, v) {
                 Ok(ev) => ev,
@@ -122,35 +123,46 @@ impl AlertService {
                 .collect();
             channels.sort_unstable();
             channels.dedup();
+            if channels.is_empty() {
+                // Nothing to write: no transaction needed to drop it.
+                self.fs.remove_if(Space::AlertOutbox, k, v)?;
+                continue;
+            }
             let planned: Vec<Delivery> = channels
                 .iter()
                 .map(|c| new_delivery(&ev, c, now, status))
                 .collect();
-            let mut created = 0u64;
-            self.fs.transact(&mut |tx| {
-                created = 0;
+            plans.push((k, planned));
+        }
+        // One transaction for the whole page: deliveries appear and their
+        // events leave the outbox together.
+        let mut muted = 0u64;
+        self.fs.transact(&mut |tx| {
+            muted = 0;
+            for (k, planned) in &plans {
                 if tx.get(Space::AlertOutbox, k)?.is_none() {
-                    return Ok(());
+                    continue;
                 }
-                for d in &planned {
+                for d in planned {
                     let dk = delivery_key(&d.tenant, &d.id);
                     if tx.get(Space::AlertDeliveries, &dk)?.is_some() {
                         continue;
                     }
                     tx.put(Space::AlertDeliveries, &dk, &enc(d)?)?;
-                    if d.status == DeliveryStatus::Pending {
-                        tx.put(Space::AlertDue, &due_key(now, &d.tenant, &d.id), b"")?;
+                    match d.status {
+                        DeliveryStatus::Pending => {
+                            tx.put(Space::AlertDue, &due_key(now, &d.tenant, &d.id), b"")?
+                        }
+                        _ => muted += 1,
                     }
-                    created += 1;
                 }
-                tx.remove(Space::AlertOutbox, k)
-            })?;
-            if status == DeliveryStatus::Muted {
-                self.metrics
-                    .alerts_muted
-                    .fetch_add(created, Ordering::Relaxed);
+                tx.remove(Space::AlertOutbox, k)?;
             }
-        }
+            Ok(())
+        })?;
+        self.metrics
+            .alerts_muted
+            .fetch_add(muted, Ordering::Relaxed);
         Ok(page.len())
     }
 

@@ -33,6 +33,10 @@ pub fn enqueue_finding(
     kind: EventKind,
 ) -> Result<(), FindingError> {
     let at = f.history.last().map_or(f.last_seen_ms, |t| t.at_ms);
+    if f.suppressed(at) {
+        // A suppressed or accepted finding coming back is not news.
+        return Ok(());
+    }
     let verb = match kind {
         EventKind::FindingReopened => "reopened",
         _ => "new",

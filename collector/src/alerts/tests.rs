@@ -357,3 +357,49 @@ fn sweep_deletes_only_old_finished_deliveries() {
     left.sort();
     assert_eq!(left, ["e3", "e4"]);
 }
+
+#[test]
+fn a_suppressed_finding_coming_back_raises_no_alert() {
+    let (_d, fs) = store();
+    let rules = RuleSet::builtin().unwrap();
+    let (t, a) = (
+        TenantId::new("acme").unwrap(),
+        AgentId::new("ag-1").unwrap(),
+    );
+    apply_batch(fs.as_ref(), &rules, &t, &a, 1, &[port(23, "telnet", 10)], 1).unwrap();
+    apply_batch(fs.as_ref(), &rules, &t, &a, 2, &[port(22, "ssh", 20)], 2).unwrap();
+    let findings: Vec<crate::findings::FindingRecord> = fs
+        .scan(
+            Space::Findings,
+            &tenant_prefix("acme"),
+            None,
+            false,
+            usize::MAX,
+        )
+        .unwrap()
+        .iter()
+        .map(|(k, v)| dec(k, v).unwrap())
+        .collect();
+    fs.transact(&mut |tx| {
+        findings.iter().try_for_each(|f| {
+            let mut f = f.clone();
+            f.suppression = Some(crate::findings::Suppression {
+                kind: crate::findings::SuppressionKind::Suppressed,
+                reason: "lab host".into(),
+                owner: "ops".into(),
+                created_ms: 1,
+                expires_ms: None,
+            });
+            crate::findings::put_finding(tx, &f, &[0; 8])
+        })
+    })
+    .unwrap();
+    clear_outbox(fs.as_ref());
+    let e = apply_batch(fs.as_ref(), &rules, &t, &a, 3, &[port(23, "telnet", 30)], 3).unwrap();
+    assert!(e.reopened >= 1);
+    assert!(
+        outbox(fs.as_ref())
+            .iter()
+            .all(|e| e.kind != EventKind::FindingReopened)
+    );
+}
