@@ -863,3 +863,61 @@ async fn a_hanging_receiver_times_out_without_holding_up_other_channels() {
     acceptor.abort();
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_webhooks_verify_the_receiver_certificate() {
+    init();
+    // A TLS receiver with a self-signed certificate no trust store knows.
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).unwrap();
+    let tls = Arc::new(
+        rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![ck.cert.der().clone()], key)
+            .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tls_addr = listener.local_addr().unwrap();
+    let handshakes = Arc::new(Mutex::new(Vec::new()));
+    let seen = handshakes.clone();
+    std::thread::spawn(move || {
+        for sock in listener.incoming().flatten() {
+            let conn = rustls::ServerConnection::new(tls.clone()).unwrap();
+            let mut s = rustls::StreamOwned::new(conn, sock);
+            let mut buf = [0u8; 64];
+            let r = std::io::Read::read(&mut s, &mut buf);
+            seen.lock().unwrap().push(r.map_err(|e| e.to_string()));
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path(), fast(1)).await;
+    let addr = c.console_addr().unwrap();
+    let key = api_key(&c, "acme", Role::Admin);
+    let (s, ch) = api(
+        addr,
+        "POST",
+        "/tenants/acme/alert-channels",
+        &key,
+        Some(json!({ "name": "tls", "kind": "webhook", "url": format!("https://{tls_addr}/h") })),
+    )
+    .await;
+    assert_eq!(s, 201, "{ch}");
+    let test = format!(
+        "/tenants/acme/alert-channels/{}/test",
+        ch["id"].as_str().unwrap()
+    );
+    assert_eq!(api(addr, "POST", &test, &key, None).await.0, 202);
+    let dead = eventually("refused certificate", Duration::from_secs(20), || async {
+        deliveries(addr, &key, "acme", "dead").await.pop()
+    })
+    .await;
+    let err = dead["last_error"].as_str().unwrap();
+    assert!(err.contains("certificate"), "{err}");
+    // The TLS handshake was reached (and refused by the client), nothing was read.
+    e2e::wait_for("server saw the handshake", Duration::from_secs(10), || {
+        !handshakes.lock().unwrap().is_empty()
+    })
+    .await;
+    assert!(handshakes.lock().unwrap().iter().all(|r| r.is_err()));
+    c.shutdown().await;
+}
