@@ -921,3 +921,172 @@ async fn https_webhooks_verify_the_receiver_certificate() {
     assert!(handshakes.lock().unwrap().iter().all(|r| r.is_err()));
     c.shutdown().await;
 }
+
+/// One SMTP session over `io` (plain or TLS), recording commands into `sess`;
+/// `offer` is the extension list answered to EHLO. Returns true after STARTTLS.
+fn smtp_dialog(
+    io: &mut std::io::BufReader<impl std::io::Read + std::io::Write>,
+    offer: &str,
+    sess: &mut SmtpSession,
+) -> bool {
+    use std::io::BufRead;
+    loop {
+        let mut line = String::new();
+        if io.read_line(&mut line).unwrap_or(0) == 0 {
+            return false;
+        }
+        let cmd = line.trim_end().to_string();
+        sess.commands.push(cmd.clone());
+        let upper = cmd.to_ascii_uppercase();
+        let reply = if upper.starts_with("EHLO") {
+            format!("250-test.local\r\n{offer}")
+        } else if upper == "STARTTLS" {
+            io.get_mut().write_all(b"220 2.0.0 ready\r\n").unwrap();
+            io.get_mut().flush().unwrap();
+            return true;
+        } else if upper.starts_with("AUTH PLAIN") {
+            "235 2.7.0 ok\r\n".into()
+        } else if upper == "DATA" {
+            io.get_mut().write_all(b"354 go on\r\n").unwrap();
+            io.get_mut().flush().unwrap();
+            loop {
+                let mut l = String::new();
+                io.read_line(&mut l).unwrap();
+                if l == ".\r\n" {
+                    break;
+                }
+                sess.data.push_str(&l);
+            }
+            "250 2.0.0 queued\r\n".into()
+        } else if upper == "QUIT" {
+            let _ = io.get_mut().write_all(b"221 bye\r\n");
+            let _ = io.get_mut().flush();
+            return false;
+        } else {
+            "250 ok\r\n".into()
+        };
+        io.get_mut().write_all(reply.as_bytes()).unwrap();
+        io.get_mut().flush().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_over_starttls_authenticates_only_inside_tls() {
+    use std::io::Write;
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let ca_file = dir.path().join("relay-ca.pem");
+    std::fs::write(&ca_file, ck.cert.pem()).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(ck.signing_key.serialize_der()).unwrap();
+    let tls = Arc::new(
+        rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![ck.cert.der().clone()], key)
+            .unwrap(),
+    );
+    // A relay that insists on STARTTLS before it offers AUTH.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay = listener.local_addr().unwrap();
+    let sessions: Arc<Mutex<Vec<(SmtpSession, SmtpSession)>>> = Arc::default();
+    let out = sessions.clone();
+    std::thread::spawn(move || {
+        for mut sock in listener.incoming().flatten() {
+            sock.write_all(b"220 test.local ESMTP\r\n").unwrap();
+            let mut plain = SmtpSession::default();
+            let mut io = std::io::BufReader::new(sock);
+            let upgraded = smtp_dialog(&mut io, "250 STARTTLS\r\n", &mut plain);
+            let mut secure = SmtpSession::default();
+            if upgraded {
+                let conn = rustls::ServerConnection::new(tls.clone()).unwrap();
+                let s = rustls::StreamOwned::new(conn, io.into_inner());
+                let mut io = std::io::BufReader::new(s);
+                smtp_dialog(&mut io, "250-AUTH PLAIN\r\n250 8BITMIME\r\n", &mut secure);
+            }
+            out.lock().unwrap().push((plain, secure));
+        }
+    });
+    let mut cfg = fast(1);
+    cfg.smtp.server = relay.to_string();
+    cfg.smtp.username = "relay-user".into();
+    cfg.smtp.password = "relay pass".into();
+    cfg.smtp.starttls = true;
+    cfg.smtp.ca_file = ca_file.to_string_lossy().into_owned();
+    let c = start(&dir.path().join("c"), cfg.clone()).await;
+    let addr = c.console_addr().unwrap();
+    let key = api_key(&c, "acme", Role::Admin);
+    let ch = channel_with_rule(
+        addr,
+        &key,
+        json!({ "name": "soc", "kind": "email", "to": ["soc@acme.test"] }),
+        &["incident_deadline"],
+        vec![],
+    )
+    .await;
+    let test = format!(
+        "/tenants/acme/alert-channels/{}/test",
+        ch["id"].as_str().unwrap()
+    );
+    assert_eq!(api(addr, "POST", &test, &key, None).await.0, 202);
+    eventually("delivered over TLS", Duration::from_secs(20), || async {
+        deliveries(addr, &key, "acme", "delivered").await.pop()
+    })
+    .await;
+    let (plain, secure) = sessions.lock().unwrap()[0].clone();
+    assert_eq!(plain.commands, ["EHLO vigil-collector", "STARTTLS"]);
+    assert_eq!(secure.commands[0], "EHLO vigil-collector");
+    assert!(secure.commands[1].starts_with("AUTH PLAIN "));
+    assert_eq!(
+        secure.commands[2],
+        "MAIL FROM:<vigil@localhost> BODY=8BITMIME"
+    );
+    assert!(
+        secure
+            .data
+            .contains("Subject: [vigil] test message for channel soc")
+    );
+    c.shutdown().await;
+
+    // A relay that does not offer STARTTLS never sees the password.
+    let (plain_relay, plain_sessions) = smtp_server().await;
+    cfg.smtp.server = plain_relay.to_string();
+    cfg.smtp.ca_file = String::new();
+    let c = start(&dir.path().join("c2"), cfg).await;
+    let addr = c.console_addr().unwrap();
+    let key = api_key(&c, "acme", Role::Admin);
+    let ch = channel_with_rule(
+        addr,
+        &key,
+        json!({ "name": "soc", "kind": "email", "to": ["soc@acme.test"] }),
+        &["incident_deadline"],
+        vec![],
+    )
+    .await;
+    let test = format!(
+        "/tenants/acme/alert-channels/{}/test",
+        ch["id"].as_str().unwrap()
+    );
+    assert_eq!(api(addr, "POST", &test, &key, None).await.0, 202);
+    let dead = eventually(
+        "refused without STARTTLS",
+        Duration::from_secs(20),
+        || async { deliveries(addr, &key, "acme", "dead").await.pop() },
+    )
+    .await;
+    assert!(
+        dead["last_error"].as_str().unwrap().contains("STARTTLS"),
+        "{dead}"
+    );
+    e2e::wait_for("relay session ended", Duration::from_secs(10), || {
+        !plain_sessions.lock().unwrap().is_empty()
+    })
+    .await;
+    let sent: Vec<String> = plain_sessions
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s.commands.clone())
+        .collect();
+    assert_eq!(sent, ["EHLO vigil-collector"], "no AUTH, no MAIL in clear");
+    c.shutdown().await;
+}

@@ -60,6 +60,10 @@ pub struct SmtpConfig {
     pub username: String,
     /// AUTH PLAIN password.
     pub password: String,
+    /// Upgrade with STARTTLS before AUTH and the message; fail if not offered.
+    pub starttls: bool,
+    /// PEM file of the CAs trusted for STARTTLS; empty uses the built-in web PKI roots.
+    pub ca_file: String,
 }
 
 impl Default for SmtpConfig {
@@ -70,6 +74,8 @@ impl Default for SmtpConfig {
             helo: "vigil-collector".into(),
             username: String::new(),
             password: String::new(),
+            starttls: false,
+            ca_file: String::new(),
         }
     }
 }
@@ -152,6 +158,12 @@ impl AlertsConfig {
                 "smtp.from",
                 "must be a plain address such as vigil@example.org",
             ));
+        }
+        if !smtp.ca_file.is_empty() && !std::path::Path::new(&smtp.ca_file).is_file() {
+            return Err(invalid("smtp.ca_file", "is not a file"));
+        }
+        if !smtp.ca_file.is_empty() && !smtp.starttls {
+            return Err(invalid("smtp.ca_file", "needs starttls = true"));
         }
         if smtp.helo.is_empty() || smtp.helo.contains(char::is_whitespace) {
             return Err(invalid("smtp.helo", "must be one word"));

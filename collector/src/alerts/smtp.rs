@@ -1,10 +1,13 @@
-//! A minimal SMTP client (RFC 5321) for email channels: EHLO, optional AUTH
-//! PLAIN, MAIL FROM, RCPT TO, DATA with dot-stuffing, QUIT. No STARTTLS: use a
-//! relay on loopback or a trusted network (see docs/alerts.md).
+//! A minimal SMTP client (RFC 5321) for email channels: EHLO, optional
+//! STARTTLS (RFC 3207, required when enabled), optional AUTH PLAIN, MAIL FROM,
+//! RCPT TO, DATA with dot-stuffing, QUIT.
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use std::sync::Arc;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::AlertError;
 use super::config::SmtpConfig;
@@ -109,18 +112,23 @@ pub fn message(from: &str, mail: &Mail, date: &str) -> String {
     m
 }
 
-struct Conn {
-    r: BufReader<OwnedReadHalf>,
-    w: OwnedWriteHalf,
+struct Conn<S> {
+    s: BufReader<S>,
 }
 
-impl Conn {
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    fn new(s: S) -> Self {
+        Self {
+            s: BufReader::new(s),
+        }
+    }
+
     /// Reads one (possibly multi-line) reply: code and text lines.
     async fn reply(&mut self) -> Result<(u16, Vec<String>), AlertError> {
         let mut lines = Vec::new();
         loop {
             let mut line = String::new();
-            let n = (&mut self.r)
+            let n = (&mut self.s)
                 .take(MAX_LINE)
                 .read_line(&mut line)
                 .await
@@ -142,10 +150,11 @@ impl Conn {
     }
 
     async fn write(&mut self, data: &str) -> Result<(), AlertError> {
-        self.w
-            .write_all(data.as_bytes())
+        let w = self.s.get_mut();
+        w.write_all(data.as_bytes())
             .await
-            .map_err(|e| err(format!("SMTP write: {e}")))
+            .map_err(|e| err(format!("SMTP write: {e}")))?;
+        w.flush().await.map_err(|e| err(format!("SMTP write: {e}")))
     }
 
     /// Sends `line` and expects a reply code in `ok`.
@@ -169,6 +178,80 @@ impl Conn {
             Err(err(format!("SMTP {what}: {code} {}", text.join(" "))))
         }
     }
+
+    /// EHLO; returns the extension lines.
+    async fn ehlo(&mut self, cfg: &SmtpConfig) -> Result<Vec<String>, AlertError> {
+        self.cmd(&format!("EHLO {}", cfg.helo), &[250]).await
+    }
+
+    /// AUTH, envelope, DATA and QUIT after a successful EHLO.
+    async fn transact(
+        &mut self,
+        cfg: &SmtpConfig,
+        ext: &[String],
+        mail: &Mail,
+    ) -> Result<(), AlertError> {
+        let has = |name: &str| {
+            ext.iter().any(|l| {
+                l.split_whitespace()
+                    .next()
+                    .is_some_and(|w| w.eq_ignore_ascii_case(name))
+            })
+        };
+        if !cfg.username.is_empty() {
+            let token = base64(format!("\0{}\0{}", cfg.username, cfg.password).as_bytes());
+            self.cmd(&format!("AUTH PLAIN {token}"), &[235]).await?;
+        }
+        let body8 = if has("8BITMIME") {
+            " BODY=8BITMIME"
+        } else {
+            ""
+        };
+        self.cmd(&format!("MAIL FROM:<{}>{body8}", cfg.from), &[250])
+            .await?;
+        for to in &mail.to {
+            self.cmd(&format!("RCPT TO:<{to}>"), &[250, 251]).await?;
+        }
+        self.cmd("DATA", &[354]).await?;
+        let date = chrono::Utc::now().to_rfc2822();
+        self.write(&message(&cfg.from, mail, &date)).await?;
+        self.expect("DATA", &[250]).await?;
+        // The message is accepted; a failing QUIT must not turn that into a retry.
+        let _ = self.cmd("QUIT", &[221]).await;
+        Ok(())
+    }
+}
+
+/// TLS settings for STARTTLS: the CAs in `ca_file` (PEM) when set, else the
+/// built-in web PKI roots.
+fn tls_config(cfg: &SmtpConfig) -> Result<Arc<rustls::ClientConfig>, AlertError> {
+    let mut roots = rustls::RootCertStore::empty();
+    if cfg.ca_file.is_empty() {
+        roots.add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
+    } else {
+        let certs = CertificateDer::pem_file_iter(&cfg.ca_file)
+            .map_err(|e| err(format!("alerts.smtp.ca_file {}: {e}", cfg.ca_file)))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| err(format!("alerts.smtp.ca_file {}: {e}", cfg.ca_file)))?;
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err(err(format!(
+                "alerts.smtp.ca_file {}: no certificate",
+                cfg.ca_file
+            )));
+        }
+    }
+    Ok(Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ))
+}
+
+/// Host part of `host:port` (brackets of an IPv6 literal removed).
+fn host_of(server: &str) -> &str {
+    let host = server.rsplit_once(':').map_or(server, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// Sends `mail` through the relay in `cfg`; the caller bounds the time taken.
@@ -182,46 +265,43 @@ pub async fn send(cfg: &SmtpConfig, mail: &Mail) -> Result<(), AlertError> {
     let stream = TcpStream::connect(cfg.server.as_str())
         .await
         .map_err(|e| err(format!("SMTP connect {}: {e}", cfg.server)))?;
-    let (r, w) = stream.into_split();
-    let mut c = Conn {
-        r: BufReader::new(r),
-        w,
-    };
+    let mut c = Conn::new(stream);
     c.expect("greeting", &[220]).await?;
-    let ext = c.cmd(&format!("EHLO {}", cfg.helo), &[250]).await?;
-    let has = |name: &str| {
-        ext.iter().any(|l| {
-            l.split_whitespace()
-                .next()
-                .is_some_and(|w| w.eq_ignore_ascii_case(name))
-        })
-    };
-    if !cfg.username.is_empty() {
-        let token = base64(format!("\0{}\0{}", cfg.username, cfg.password).as_bytes());
-        c.cmd(&format!("AUTH PLAIN {token}"), &[235]).await?;
+    let ext = c.ehlo(cfg).await?;
+    if !cfg.starttls {
+        return c.transact(cfg, &ext, mail).await;
     }
-    let body8 = if has("8BITMIME") {
-        " BODY=8BITMIME"
-    } else {
-        ""
-    };
-    c.cmd(&format!("MAIL FROM:<{}>{body8}", cfg.from), &[250])
-        .await?;
-    for to in &mail.to {
-        c.cmd(&format!("RCPT TO:<{to}>"), &[250, 251]).await?;
+    let offered = ext
+        .iter()
+        .any(|l| l.trim().eq_ignore_ascii_case("STARTTLS"));
+    if !offered {
+        return Err(err(
+            "SMTP relay does not offer STARTTLS (alerts.smtp.starttls = true)",
+        ));
     }
-    c.cmd("DATA", &[354]).await?;
-    let date = chrono::Utc::now().to_rfc2822();
-    c.write(&message(&cfg.from, mail, &date)).await?;
-    c.expect("DATA", &[250]).await?;
-    // The message is accepted; a failing QUIT must not turn that into a retry.
-    let _ = c.cmd("QUIT", &[221]).await;
-    Ok(())
+    c.cmd("STARTTLS", &[220]).await?;
+    let name = ServerName::try_from(host_of(&cfg.server).to_string())
+        .map_err(|e| err(format!("SMTP server name {}: {e}", cfg.server)))?;
+    let tls = tokio_rustls::TlsConnector::from(tls_config(cfg)?)
+        .connect(name, c.s.into_inner())
+        .await
+        .map_err(|e| err(format!("SMTP STARTTLS handshake: {e}")))?;
+    let mut c = Conn::new(tls);
+    // RFC 3207: forget what was learnt before TLS and greet again.
+    let ext = c.ehlo(cfg).await?;
+    c.transact(cfg, &ext, mail).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_of_strips_port_and_brackets() {
+        assert_eq!(host_of("mail.example.org:587"), "mail.example.org");
+        assert_eq!(host_of("127.0.0.1:25"), "127.0.0.1");
+        assert_eq!(host_of("[::1]:25"), "::1");
+    }
 
     #[test]
     fn base64_matches_rfc4648_vectors() {
