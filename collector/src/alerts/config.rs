@@ -211,6 +211,13 @@ mod tests {
         assert!(bad(&|c| c.backoff_max = "1s".into()).contains("alerts.backoff_base"));
         assert!(bad(&|c| c.concurrency = 0).contains("alerts.concurrency"));
         assert!(bad(&|c| c.retention = "10m".into()).contains("alerts.retention"));
+        assert!(
+            bad(&|c| {
+                c.smtp.starttls = true;
+                c.smtp.ca_file = "/nonexistent/ca.pem".into();
+            })
+            .contains("alerts.smtp.ca_file")
+        );
         assert!(bad(&|c| c.timeout = "soon".into()).contains("alerts.timeout"));
         assert!(bad(&|c| c.smtp.server = "mail".into()).contains("alerts.smtp.server"));
         assert!(bad(&|c| c.smtp.from = "x\r\nBcc: y@z".into()).contains("alerts.smtp.from"));
