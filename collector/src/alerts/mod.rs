@@ -55,6 +55,11 @@ pub(crate) fn config_key(tenant: &str, what: &str, id: &str) -> Vec<u8> {
     tenant_key(tenant, &format!("{what}/{id}"))
 }
 
+/// Key of a tenant's [`model::Interest`] in [`Space::AlertConfig`].
+pub(crate) fn interest_key(tenant: &str) -> Vec<u8> {
+    tenant_key(tenant, "interest")
+}
+
 /// Key of a delivery in [`Space::AlertDeliveries`].
 pub(crate) fn delivery_key(tenant: &str, id: &str) -> Vec<u8> {
     tenant_key(tenant, id)

@@ -146,6 +146,64 @@ impl AlertRule {
     }
 }
 
+/// What a tenant's enabled rules can match at all, stored beside the rules so
+/// the findings pipeline queues only events that might be routed (planning
+/// still evaluates every rule).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interest {
+    /// Lowest severity of any rule taking `finding_new`.
+    pub finding_new: Option<Severity>,
+    /// Lowest severity of any rule taking `finding_reopened`.
+    pub finding_reopened: Option<Severity>,
+    /// Change types of any rule taking `change`.
+    pub change_types: Vec<String>,
+}
+
+impl Interest {
+    /// The union of what `rules` match.
+    pub fn of(rules: &[AlertRule]) -> Self {
+        let mut i = Interest::default();
+        let lower = |cur: Option<Severity>, s: Severity| Some(cur.map_or(s, |c| c.min(s)));
+        for r in rules.iter().filter(|r| r.enabled) {
+            for kind in &r.events {
+                match kind {
+                    EventKind::FindingNew => i.finding_new = lower(i.finding_new, r.min_severity),
+                    EventKind::FindingReopened => {
+                        i.finding_reopened = lower(i.finding_reopened, r.min_severity)
+                    }
+                    EventKind::Change => i.change_types.extend(r.change_types.iter().cloned()),
+                    EventKind::IncidentDeadline | EventKind::Test => {}
+                }
+            }
+        }
+        i.change_types.sort();
+        i.change_types.dedup();
+        i
+    }
+
+    /// Whether nothing from the pipeline can match.
+    pub fn is_empty(&self) -> bool {
+        self.finding_new.is_none()
+            && self.finding_reopened.is_none()
+            && self.change_types.is_empty()
+    }
+
+    /// Whether a finding event of `kind` and `severity` may match a rule.
+    pub fn wants_finding(&self, kind: EventKind, severity: Severity) -> bool {
+        let min = match kind {
+            EventKind::FindingNew => self.finding_new,
+            EventKind::FindingReopened => self.finding_reopened,
+            _ => None,
+        };
+        min.is_some_and(|m| severity >= m)
+    }
+
+    /// Whether a change event of type `change` may match a rule.
+    pub fn wants_change(&self, change: &str) -> bool {
+        self.change_types.iter().any(|c| c == change)
+    }
+}
+
 /// A time range during which planned deliveries are recorded as muted, not sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MuteWindow {

@@ -3,9 +3,10 @@
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::model::{AlertEvent, EventKind};
+use super::interest_key;
+use super::model::{AlertEvent, EventKind, Interest};
 use crate::findings::changes::ChangeEvent;
-use crate::findings::{FindingError, FindingRecord, FindingStore, FindingTx, Space, enc};
+use crate::findings::{FindingError, FindingRecord, FindingStore, FindingTx, Space, dec, enc};
 
 fn event_id(parts: &[&str]) -> String {
     let mut d = Sha256::new();
@@ -26,12 +27,24 @@ pub fn put_event(tx: &dyn FindingTx, ev: &AlertEvent) -> Result<(), FindingError
     tx.put(Space::AlertOutbox, &outbox_key(ev), &enc(ev)?)
 }
 
-/// Queues a new or reopened finding (`kind` says which).
+/// The tenant's interest summary as seen by `tx`; `None` without rules.
+fn interest(tx: &dyn FindingTx, tenant: &str) -> Result<Option<Interest>, FindingError> {
+    let key = interest_key(tenant);
+    tx.get(Space::AlertConfig, &key)?
+        .map(|v| dec(&key, &v))
+        .transpose()
+}
+
+/// Queues a new or reopened finding (`kind` says which) if a rule of the
+/// tenant may want it.
 pub fn enqueue_finding(
     tx: &dyn FindingTx,
     f: &FindingRecord,
     kind: EventKind,
 ) -> Result<(), FindingError> {
+    if !interest(tx, &f.tenant)?.is_some_and(|i| i.wants_finding(kind, f.severity)) {
+        return Ok(());
+    }
     let at = f.history.last().map_or(f.last_seen_ms, |t| t.at_ms);
     if f.suppressed(at) {
         // A suppressed or accepted finding coming back is not news.
@@ -65,9 +78,12 @@ pub fn enqueue_finding(
     put_event(tx, &ev)
 }
 
-/// Queues a change event.
+/// Queues a change event if a rule of the tenant may want it.
 pub fn enqueue_change(tx: &dyn FindingTx, c: &ChangeEvent) -> Result<(), FindingError> {
     let change = c.change.as_str();
+    if !interest(tx, &c.tenant)?.is_some_and(|i| i.wants_change(change)) {
+        return Ok(());
+    }
     let ev = AlertEvent {
         id: event_id(&["change", &c.tenant, &c.id, &c.detected_ms.to_string()]),
         tenant: c.tenant.clone(),

@@ -8,10 +8,11 @@ use tokio::sync::Notify;
 
 use super::config::AlertSettings;
 use super::model::{
-    AlertEvent, AlertRule, Channel, ChannelKind, Delivery, DeliveryStatus, EventKind, MuteWindow,
+    AlertEvent, AlertRule, Channel, ChannelKind, Delivery, DeliveryStatus, EventKind, Interest,
+    MuteWindow,
 };
 use super::outbox::{IncidentDeadline, enqueue_incident_deadline};
-use super::{AlertError, config_key, delivery_key, due_key, random_id};
+use super::{AlertError, config_key, delivery_key, due_key, interest_key, random_id};
 use crate::findings::changes::ChangeType;
 use crate::findings::{FindingStore, Space, dec, enc, tenant_prefix};
 use crate::metrics::Metrics;
@@ -56,6 +57,8 @@ pub struct AlertService {
     pub(crate) settings: AlertSettings,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) wake: Arc<Notify>,
+    // Serialises rule changes so the stored interest summary matches the rules.
+    rules_lock: std::sync::Mutex<()>,
 }
 
 const CHANNEL: &str = "channel";
@@ -77,6 +80,7 @@ impl AlertService {
             settings,
             metrics,
             wake: Arc::new(Notify::new()),
+            rules_lock: std::sync::Mutex::new(()),
         }
     }
 
@@ -219,11 +223,34 @@ impl AlertService {
 
     /// Deletes a channel and the rules that point at it.
     pub fn delete_channel(&self, tenant: &str, id: &str) -> Result<(), AlertError> {
+        let _g = self.rules_guard();
         self.channel(tenant, id)?;
         for r in self.rules(tenant)?.iter().filter(|r| r.channel_id == id) {
             self.delete_config(tenant, RULE, &r.id)?;
         }
+        self.refresh_interest(tenant)?;
         self.delete_config(tenant, CHANNEL, id)
+    }
+
+    fn rules_guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.rules_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Rewrites the tenant's interest summary from its rules.
+    fn refresh_interest(&self, tenant: &str) -> Result<(), AlertError> {
+        let interest = Interest::of(&self.rules(tenant)?);
+        let key = interest_key(tenant);
+        let bytes = enc(&interest)?;
+        self.fs.transact(&mut |tx| {
+            if interest.is_empty() {
+                tx.remove(Space::AlertConfig, &key)
+            } else {
+                tx.put(Space::AlertConfig, &key, &bytes)
+            }
+        })?;
+        Ok(())
     }
 
     /// Rules of `tenant`.
@@ -233,6 +260,7 @@ impl AlertService {
 
     /// Creates a rule for one of the tenant's channels.
     pub fn create_rule(&self, tenant: &str, r: NewRule) -> Result<AlertRule, AlertError> {
+        let _g = self.rules_guard();
         match self.channel(tenant, &r.channel_id) {
             Err(AlertError::NotFound(_)) => {
                 return Err(AlertError::Invalid(format!(
@@ -255,8 +283,12 @@ impl AlertService {
         {
             return Err(AlertError::Invalid(format!("unknown change type {bad:?}")));
         }
-        let mut events = r.events;
-        events.dedup();
+        let mut events: Vec<EventKind> = Vec::new();
+        for e in r.events {
+            if !events.contains(&e) {
+                events.push(e);
+            }
+        }
         let rule = AlertRule {
             id: random_id(8)?,
             channel_id: r.channel_id,
@@ -266,12 +298,15 @@ impl AlertService {
             enabled: r.enabled,
         };
         self.put_config(tenant, RULE, &rule.id, &rule)?;
+        self.refresh_interest(tenant)?;
         Ok(rule)
     }
 
     /// Deletes a rule.
     pub fn delete_rule(&self, tenant: &str, id: &str) -> Result<(), AlertError> {
-        self.delete_config(tenant, RULE, id)
+        let _g = self.rules_guard();
+        self.delete_config(tenant, RULE, id)?;
+        self.refresh_interest(tenant)
     }
 
     /// Mute windows of `tenant`.

@@ -55,6 +55,96 @@ fn clear_outbox(fs: &dyn FindingStore) {
     }
 }
 
+/// Routes every finding and change event of `tenant` to a webhook.
+fn route_everything(fs: &Arc<dyn FindingStore>, tenant: &str) -> AlertService {
+    let svc = AlertService::new(
+        fs.clone(),
+        AlertSettings::default(),
+        Arc::new(Metrics::default()),
+    );
+    let (ch, _) = svc
+        .create_channel(
+            tenant,
+            NewChannel {
+                name: "all".into(),
+                kind: ChannelKind::Webhook,
+                url: Some("http://127.0.0.1:9/h".into()),
+                secret: None,
+                to: vec![],
+            },
+        )
+        .unwrap();
+    svc.create_rule(
+        tenant,
+        NewRule {
+            channel_id: ch.id,
+            min_severity: Severity::Info,
+            change_types: crate::findings::changes::ChangeType::ALL
+                .iter()
+                .map(|c| c.as_str().to_string())
+                .collect(),
+            events: vec![
+                EventKind::FindingNew,
+                EventKind::FindingReopened,
+                EventKind::Change,
+            ],
+            enabled: true,
+        },
+    )
+    .unwrap();
+    svc
+}
+
+#[test]
+fn tenants_without_rules_queue_nothing() {
+    let (_d, fs) = store();
+    let rules = RuleSet::builtin().unwrap();
+    let (t, a) = (
+        TenantId::new("acme").unwrap(),
+        AgentId::new("ag-1").unwrap(),
+    );
+    // Another tenant's rules do not count for acme.
+    route_everything(&fs, "globex");
+    let e = apply_batch(fs.as_ref(), &rules, &t, &a, 1, &[port(23, "telnet", 10)], 1).unwrap();
+    assert!(e.new >= 1 && e.changes >= 1);
+    assert!(outbox(fs.as_ref()).is_empty());
+}
+
+#[test]
+fn interest_follows_enabled_rules() {
+    use super::model::{AlertRule, Interest};
+    let rule = |min, events: Vec<EventKind>, changes: &[&str], enabled| AlertRule {
+        id: "r".into(),
+        channel_id: "c".into(),
+        min_severity: min,
+        change_types: changes.iter().map(|c| c.to_string()).collect(),
+        events,
+        enabled,
+    };
+    let i = Interest::of(&[
+        rule(
+            Severity::High,
+            vec![EventKind::FindingNew],
+            &["PORT_OPENED"],
+            true,
+        ),
+        rule(
+            Severity::Medium,
+            vec![EventKind::FindingNew, EventKind::Change],
+            &["CERT_EXPIRING"],
+            true,
+        ),
+        rule(Severity::Info, vec![EventKind::FindingReopened], &[], false),
+    ]);
+    assert!(i.wants_finding(EventKind::FindingNew, Severity::Medium));
+    assert!(!i.wants_finding(EventKind::FindingNew, Severity::Low));
+    assert!(!i.wants_finding(EventKind::FindingReopened, Severity::Critical));
+    assert!(i.wants_change("CERT_EXPIRING"));
+    // Change types count only on rules that take change events.
+    assert!(!i.wants_change("PORT_OPENED"));
+    assert!(Interest::of(&[]).is_empty());
+}
+
 #[test]
 fn alert_events_commit_with_the_batch_and_replays_add_none() {
     let (_d, fs) = store();
@@ -63,6 +153,7 @@ fn alert_events_commit_with_the_batch_and_replays_add_none() {
         TenantId::new("acme").unwrap(),
         AgentId::new("ag-1").unwrap(),
     );
+    route_everything(&fs, "acme");
     let e = apply_batch(fs.as_ref(), &rules, &t, &a, 1, &[port(23, "telnet", 10)], 1).unwrap();
     assert!(e.new >= 1 && e.changes >= 1, "{e:?}");
     let evs = outbox(fs.as_ref());
@@ -301,9 +392,15 @@ fn planning_applies_severity_change_types_kinds_and_tenants() {
         fs.scan(Space::AlertConfig, &tenant_prefix("acme"), None, false, 100)
             .unwrap()
             .len(),
-        2,
-        "channel b and its rule remain"
+        3,
+        "channel b, its rule and the interest summary remain"
     );
+    // The summary no longer asks for findings (only channel a's rules did).
+    let key = super::interest_key("acme");
+    let interest: super::model::Interest =
+        dec(&key, &fs.get(Space::AlertConfig, &key).unwrap().unwrap()).unwrap();
+    assert!(!interest.wants_finding(EventKind::FindingNew, Severity::Critical));
+    assert!(interest.wants_change("PORT_OPENED"));
 }
 
 #[test]
@@ -361,6 +458,7 @@ fn sweep_deletes_only_old_finished_deliveries() {
 #[test]
 fn a_suppressed_finding_coming_back_raises_no_alert() {
     let (_d, fs) = store();
+    route_everything(&fs, "acme");
     let rules = RuleSet::builtin().unwrap();
     let (t, a) = (
         TenantId::new("acme").unwrap(),
