@@ -104,6 +104,8 @@ pub struct CollectorConfig {
     pub reports: crate::reports::config::ReportsConfig,
     /// NIS2 incident deadline reminders (`[incidents]`).
     pub incidents: crate::reports::config::IncidentsConfig,
+    /// Alert dispatcher and SMTP relay (`[alerts]`).
+    pub alerts: crate::alerts::AlertsConfig,
     /// Per-tenant scope and jobs.
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -128,6 +130,7 @@ impl Default for CollectorConfig {
             run_retention: "30d".into(),
             reports: Default::default(),
             incidents: Default::default(),
+            alerts: crate::alerts::AlertsConfig::default(),
             tenants: BTreeMap::new(),
         }
     }
@@ -213,6 +216,8 @@ pub struct Settings {
     pub run_retention: Duration,
     /// Directory of user rule files, if configured.
     pub rules_dir: Option<PathBuf>,
+    /// Parsed alert dispatcher settings.
+    pub alerts: crate::alerts::AlertSettings,
 }
 
 impl Settings {
@@ -310,7 +315,9 @@ impl CollectorConfig {
                 Some(dir)
             }
         };
+        let alerts = self.alerts.validate()?;
         Ok(Settings {
+            alerts,
             rules_dir,
             metrics_listen,
             console_listen,

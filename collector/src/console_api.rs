@@ -27,6 +27,7 @@ pub struct ConsoleOps {
     admin: Admin,
     store: Arc<dyn Store>,
     tenants: BTreeMap<String, TenantConfig>,
+    alerts: Option<Arc<crate::alerts::AlertService>>,
 }
 
 impl ConsoleOps {
@@ -36,7 +37,14 @@ impl ConsoleOps {
             admin,
             store,
             tenants: BTreeMap::new(),
+            alerts: None,
         }
+    }
+
+    /// Serves the alerting endpoints from `alerts`.
+    pub fn with_alerts(mut self, alerts: Arc<crate::alerts::AlertService>) -> Self {
+        self.alerts = Some(alerts);
+        self
     }
 
     /// Adds the configured per-tenant scope and jobs, for the scope view.
@@ -75,6 +83,12 @@ impl ConsoleOps {
 }
 
 impl console::Operations for ConsoleOps {
+    fn alerts(&self) -> Option<&dyn console::api::alerts::AlertOperations> {
+        self.alerts
+            .as_deref()
+            .map(|a| a as &dyn console::api::alerts::AlertOperations)
+    }
+
     fn list_agents(&self, tenant: &TenantId) -> Result<Value, OpsError> {
         to_json(self.admin.list_agents(Some(tenant)).map_err(ops_err)?)
     }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admin_socket;
+pub mod alerts;
 pub mod config;
 pub mod console_api;
 pub mod findings;

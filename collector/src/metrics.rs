@@ -56,6 +56,16 @@ pub struct Metrics {
     pub runs_failed: AtomicU64,
     /// Scheduled runs superseded before they could start.
     pub runs_missed: AtomicU64,
+    /// Alert deliveries accepted by their receiver.
+    pub alerts_delivered: AtomicU64,
+    /// Alert delivery attempts that failed.
+    pub alerts_failed_attempts: AtomicU64,
+    /// Alert deliveries dead-lettered.
+    pub alerts_dead: AtomicU64,
+    /// Alert deliveries planned during a mute window.
+    pub alerts_muted: AtomicU64,
+    /// Alert deliveries waiting for an attempt (gauge).
+    pub alerts_pending: AtomicU64,
 }
 
 fn line(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
@@ -218,6 +228,36 @@ impl Metrics {
                 "counter",
                 "Scheduled scan runs superseded before they started.",
                 get(&self.runs_missed),
+            ),
+            (
+                "vigil_alerts_delivered_total",
+                "counter",
+                "Alert deliveries accepted by their receiver.",
+                get(&self.alerts_delivered),
+            ),
+            (
+                "vigil_alerts_failed_attempts_total",
+                "counter",
+                "Alert delivery attempts that failed (each is retried or dead-lettered).",
+                get(&self.alerts_failed_attempts),
+            ),
+            (
+                "vigil_alerts_dead_total",
+                "counter",
+                "Alert deliveries dead-lettered after the last attempt.",
+                get(&self.alerts_dead),
+            ),
+            (
+                "vigil_alerts_muted_total",
+                "counter",
+                "Alert deliveries recorded as muted instead of sent.",
+                get(&self.alerts_muted),
+            ),
+            (
+                "vigil_alerts_pending",
+                "gauge",
+                "Alert deliveries waiting for an attempt.",
+                get(&self.alerts_pending),
             ),
         ] {
             line(&mut out, name, kind, help, v);

@@ -65,6 +65,8 @@ pub struct Shared {
     pub findings: Arc<Pipeline>,
     /// Wakes the findings pipeline after a batch is stored.
     pub findings_notify: Arc<tokio::sync::Notify>,
+    /// Alert channels, rules, mute windows and the delivery queue.
+    pub alerts: Arc<crate::alerts::AlertService>,
 }
 
 /// A started collector; dropping it does not stop it, call [`Collector::shutdown`].
@@ -163,7 +165,13 @@ impl Collector {
             metrics.clone(),
             PipelineOptions::default(),
         )?);
+        let alerts = Arc::new(crate::alerts::AlertService::new(
+            findings.finding_store().clone(),
+            settings.alerts.clone(),
+            metrics.clone(),
+        ));
         let shared = Arc::new(Shared {
+            alerts,
             store,
             pki,
             metrics,
@@ -225,6 +233,11 @@ impl Collector {
         } else {
             tracing::info!("findings pipeline disabled: ingest only");
         }
+        if shared.settings.alerts.enabled {
+            tasks.push(shared.alerts.clone().spawn());
+        } else {
+            tracing::info!("alert dispatcher disabled: events wait in the outbox");
+        }
         let sock = admin_socket::socket_path(&shared.settings.raw.data_dir);
         let admin = Admin::new(
             shared.store.clone(),
@@ -256,6 +269,10 @@ impl Collector {
             None => None,
         };
         if let Some(c) = &compliance {
+            c.incidents
+                .set_reminder_sink(Arc::new(crate::alerts::IncidentReminders(
+                    shared.alerts.clone(),
+                )));
             tasks.extend(c.spawn());
         }
         let admin = match &compliance {
@@ -267,7 +284,8 @@ impl Collector {
             (Some(addr), Some(a)) => {
                 let ops = Arc::new(
                     console_api::ConsoleOps::new(admin.clone(), shared.store.clone())
-                        .with_tenant_config(shared.settings.raw.tenants.clone()),
+                        .with_tenant_config(shared.settings.raw.tenants.clone())
+                        .with_alerts(shared.alerts.clone()),
                 );
                 let options = console::ConsoleOptions {
                     trusted_proxies: shared.settings.console_trusted_proxies.clone(),
@@ -397,6 +415,11 @@ impl Collector {
     /// Report and incident services (present on the sled store).
     pub fn compliance(&self) -> Option<Arc<crate::compliance_api::Compliance>> {
         self.compliance.clone()
+    }
+
+    /// Alerting: channels, rules, deliveries and the incident reminder hook.
+    pub fn alerts(&self) -> Arc<crate::alerts::AlertService> {
+        self.shared.alerts.clone()
     }
 
     /// The findings pipeline (search, suppression, changes, posture).

@@ -1,5 +1,7 @@
 //! HTTP API v1: authentication, tenant scoping, role checks and handlers.
 
+pub mod alerts;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -90,6 +92,10 @@ pub trait Operations: Send + Sync + 'static {
     fn asset(&self, tenant: &TenantId, asset: &str) -> Result<Value, OpsError>;
     /// Accepts an asset's current snapshot as its baseline.
     fn accept_baseline(&self, tenant: &TenantId, asset: &str) -> Result<Value, OpsError>;
+    /// Alerting operations; `None` (the default) makes the alert routes answer 404.
+    fn alerts(&self) -> Option<&dyn alerts::AlertOperations> {
+        None
+    }
 }
 
 /// A suppression as requested through the API.
@@ -414,7 +420,8 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/members/{user}", delete(remove_member))
         .route("/audit", get(audit_log))
         .route("/audit/export", get(audit_export))
-        .merge(crate::compliance::routes());
+        .merge(crate::compliance::routes())
+        .merge(alerts::routes());
     let v1 = Router::new()
         .route("/login", post(login))
         .route("/logout", post(logout))

@@ -363,16 +363,24 @@ pub const ROUTES: &[RouteDoc] = &[
     ),
 ];
 
-fn schema_ref(name: &str) -> Value {
+/// Every documented route: the core table and the feature modules' tables.
+pub fn all_routes() -> impl Iterator<Item = &'static RouteDoc> {
+    ROUTES.iter().chain(crate::api::alerts::ROUTES)
+}
+
+pub(crate) fn schema_ref(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
 }
 
-fn array_of(name: &str) -> Value {
+pub(crate) fn array_of(name: &str) -> Value {
     json!({ "type": "array", "items": schema_ref(name) })
 }
 
 /// Success body of a route, by what it returns.
 pub fn response_schema(rd: &RouteDoc) -> Value {
+    if let Some(schema) = crate::api::alerts::response_schema(rd) {
+        return schema;
+    }
     let tail = rd.path.rsplit('/').next().unwrap_or_default();
     match (rd.method, tail) {
         ("post", "login") | ("get", "me") => schema_ref("Me"),
@@ -430,7 +438,7 @@ fn is_file(rd: &RouteDoc) -> bool {
 }
 
 /// An object schema with every listed property required.
-fn object(props: &[(&str, Value)]) -> Value {
+pub(crate) fn object(props: &[(&str, Value)]) -> Value {
     let required: Vec<&str> = props.iter().map(|(k, _)| *k).collect();
     let properties: Map<String, Value> = props
         .iter()
@@ -743,7 +751,7 @@ fn operation(rd: &RouteDoc) -> Value {
 /// The OpenAPI 3.1 document.
 pub fn document() -> Value {
     let mut paths: Map<String, Value> = Map::new();
-    for rd in ROUTES {
+    for rd in all_routes() {
         let item = paths
             .entry(rd.path.to_string())
             .or_insert_with(|| json!({}));
@@ -893,6 +901,7 @@ pub fn document() -> Value {
     });
     if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
         schemas.extend(response_schemas());
+        schemas.extend(crate::api::alerts::schemas());
     }
     doc
 }
@@ -959,8 +968,7 @@ pub fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<
 /// Checks a success answer of `method path` (as documented) against its schema.
 pub fn check_response(method: &str, path: &str, value: &Value) -> Result<(), String> {
     let doc = document();
-    let rd = ROUTES
-        .iter()
+    let rd = all_routes()
         .find(|r| r.method == method && r.path == path)
         .ok_or_else(|| format!("{method} {path} is not documented"))?;
     conforms(

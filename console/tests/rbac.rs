@@ -96,6 +96,44 @@ fn cases() -> Vec<Case> {
             Role::Viewer,
             S::OK,
         ),
+        c(Method::GET, "/alert-channels", Role::Auditor, S::OK),
+        c(Method::POST, "/alert-channels", Role::Admin, S::CREATED),
+        c(
+            Method::POST,
+            "/alert-channels/{id}/test",
+            Role::Admin,
+            S::ACCEPTED,
+        ),
+        c(Method::GET, "/alert-rules", Role::Auditor, S::OK),
+        c(Method::POST, "/alert-rules", Role::Admin, S::CREATED),
+        c(
+            Method::DELETE,
+            "/alert-rules/{id}",
+            Role::Admin,
+            S::NO_CONTENT,
+        ),
+        c(Method::GET, "/mute-windows", Role::Auditor, S::OK),
+        c(Method::POST, "/mute-windows", Role::Admin, S::CREATED),
+        c(
+            Method::DELETE,
+            "/mute-windows/{id}",
+            Role::Admin,
+            S::NO_CONTENT,
+        ),
+        c(Method::GET, "/alert-deliveries", Role::Auditor, S::OK),
+        c(
+            Method::POST,
+            "/alert-deliveries/{id}/retry",
+            Role::Admin,
+            S::ACCEPTED,
+        ),
+        // Last: the rule and test cases above use the seeded channel.
+        c(
+            Method::DELETE,
+            "/alert-channels/{id}",
+            Role::Admin,
+            S::NO_CONTENT,
+        ),
     ]
 }
 
@@ -162,6 +200,15 @@ fn request(
         ("POST", "/reports") => Some(json!({ "framework": "nis2", "format": "pdf" })),
         ("POST", "/incidents") => Some(json!({ "title": "ransomware", "significant": true })),
         ("PATCH", "/incidents/{id}") => Some(json!({ "status": "closed" })),
+        ("POST", "/alert-channels") => {
+            Some(json!({ "name": "ops", "kind": "webhook", "url": "http://127.0.0.1:9/hook" }))
+        }
+        ("POST", "/alert-rules") => Some(
+            json!({ "channel_id": format!("f-{tenant}1"), "events": ["finding_new"], "min_severity": "high" }),
+        ),
+        ("POST", "/mute-windows") => {
+            Some(json!({ "starts_ms": 1, "ends_ms": 2, "reason": "maintenance" }))
+        }
         ("POST", "/members") => {
             let n = u64::from_le_bytes(console::accounts::random_bytes::<8>().unwrap());
             Some(

@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests: an in-process or out-of-process
 //! collector on loopback, enrolled agents and a raw protocol client.
 
+pub mod alerts;
 pub mod fleet;
 
 use std::net::SocketAddr;

@@ -418,7 +418,9 @@ pub fn put_change(
 ) -> Result<(), FindingError> {
     let key = change_key(&ev.tenant, ev.detected_ms, &ev.id);
     tx.put(Space::Changes, &key, &enc(ev)?)?;
-    tx.put(Space::Outbox, &outbox_key(b'c', &key), version)
+    tx.put(Space::Outbox, &outbox_key(b'c', &key), version)?;
+    // Alerting (issue 5): the alert event commits with the change event.
+    crate::alerts::outbox::enqueue_change(tx, ev)
 }
 
 /// Writes a finding and queues it for indexing.
@@ -504,9 +506,11 @@ fn apply_findings(
     for p in &run.produced {
         let key = tenant_key(t, &p.id);
         let f = &p.finding;
+        let mut alert = None;
         let rec = match get_json::<FindingRecord>(tx, Space::Findings, &key)? {
             None => {
                 effects.new += 1;
+                alert = Some(crate::alerts::EventKind::FindingNew);
                 let mut r = FindingRecord {
                     id: p.id.clone(),
                     tenant: t.to_string(),
@@ -538,6 +542,7 @@ fn apply_findings(
                     FindingState::New => r.transition(FindingState::Open, f.observed_ms),
                     FindingState::Resolved => {
                         effects.reopened += 1;
+                        alert = Some(crate::alerts::EventKind::FindingReopened);
                         r.reopened += 1;
                         r.transition(FindingState::Reopened, f.observed_ms);
                     }
@@ -566,6 +571,10 @@ fn apply_findings(
             }
         };
         put_finding(tx, &rec, version)?;
+        // Alerting (issue 5): the alert event commits with the finding.
+        if let Some(kind) = alert {
+            crate::alerts::outbox::enqueue_finding(tx, &rec, kind)?;
+        }
         open.push(p.id.clone());
     }
     for id in old_open.iter().filter(|id| !open.contains(id)) {

@@ -34,11 +34,19 @@ pub enum Space {
     Posture,
     /// Search documents to (re)index: doc key → write version.
     Outbox,
+    /// Alert events not yet planned into deliveries, by `tenant/event id`.
+    AlertOutbox,
+    /// Alert deliveries by `tenant/delivery id`.
+    AlertDeliveries,
+    /// Pending alert deliveries by big-endian due time + `tenant/delivery id`.
+    AlertDue,
+    /// Alert channels, rules and mute windows by `tenant/kind/id`.
+    AlertConfig,
 }
 
 impl Space {
     /// Every space, in tree order.
-    pub const ALL: [Space; 8] = [
+    pub const ALL: [Space; 12] = [
         Space::Cursors,
         Space::Findings,
         Space::OpenSets,
@@ -47,6 +55,10 @@ impl Space {
         Space::TenantKinds,
         Space::Posture,
         Space::Outbox,
+        Space::AlertOutbox,
+        Space::AlertDeliveries,
+        Space::AlertDue,
+        Space::AlertConfig,
     ];
 
     fn index(self) -> usize {
@@ -63,6 +75,10 @@ impl Space {
             Space::TenantKinds => "fx_tenant_kinds",
             Space::Posture => "fx_posture",
             Space::Outbox => "fx_index_outbox",
+            Space::AlertOutbox => "fx_alert_outbox",
+            Space::AlertDeliveries => "fx_alert_deliveries",
+            Space::AlertDue => "fx_alert_due",
+            Space::AlertConfig => "fx_alert_config",
         }
     }
 }

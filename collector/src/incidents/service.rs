@@ -31,6 +31,14 @@ pub struct IncidentService {
     settings: IncidentSettings,
     clock: Arc<dyn Clock>,
     metrics: Arc<ComplianceMetrics>,
+    sink: std::sync::OnceLock<Arc<dyn ReminderSink>>,
+}
+
+/// Where deadline reminders go besides the log (the alerts outbox).
+pub trait ReminderSink: Send + Sync + 'static {
+    /// Queues one reminder durably. It must be idempotent: a reminder whose
+    /// "sent" marker was lost in a crash is forwarded again.
+    fn forward(&self, reminder: &IncidentReminder) -> Result<(), String>;
 }
 
 fn check_links(ids: &[String], what: &str) -> Result<(), IncidentError> {
@@ -62,7 +70,13 @@ impl IncidentService {
             settings,
             clock,
             metrics,
+            sink: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sends reminders to `sink` from now on (once; later calls are ignored).
+    pub fn set_reminder_sink(&self, sink: Arc<dyn ReminderSink>) {
+        let _ = self.sink.set(sink);
     }
 
     /// The clock deadlines are evaluated against.
@@ -284,6 +298,17 @@ impl IncidentService {
     pub fn check_reminders(&self) -> Result<Vec<IncidentReminder>, IncidentError> {
         let mut out = Vec::new();
         for r in self.pending_reminders()? {
+            // Forwarded before it is marked: a crash in between forwards it
+            // again (the sink deduplicates) instead of losing it.
+            if let Some(sink) = self.sink.get()
+                && let Err(e) = sink.forward(&r)
+            {
+                tracing::error!(
+                    "incident {} reminder not queued for alerting, retried at the next check: {e}",
+                    r.incident_id
+                );
+                continue;
+            }
             if !self.mark_reminder_sent(&r)? {
                 continue;
             }

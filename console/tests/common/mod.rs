@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod alerts;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -40,6 +42,8 @@ pub struct TestOps {
     pub reports: Mutex<BTreeMap<(TenantId, String), Value>>,
     /// (tenant, incident id) → incident.
     pub incidents: Mutex<BTreeMap<(TenantId, String), Value>>,
+    /// Alerting state.
+    pub alerts: alerts::TestAlerts,
 }
 
 fn lock_err(e: impl std::fmt::Display) -> OpsError {
@@ -164,6 +168,10 @@ impl ComplianceOps for TestOps {
 }
 
 impl Operations for TestOps {
+    fn alerts(&self) -> Option<&dyn console::api::alerts::AlertOperations> {
+        Some(&self.alerts)
+    }
+
     fn list_agents(&self, tenant: &TenantId) -> Result<Value, OpsError> {
         let agents = self
             .agents
@@ -433,6 +441,7 @@ impl Fixture {
                     (t(tenant), id.clone()),
                     json!({ "id": id, "title": "outage", "significant": true }),
                 );
+                ops.alerts.seed(&t(tenant));
             }
         }
         let state = ConsoleState::with_options(accounts.clone(), ops.clone(), o);
