@@ -204,7 +204,7 @@ test('tenant switcher changes the data; an empty tenant shows empty states', asy
   await page.close();
 });
 
-test('pages for APIs this collector may lack show the error cleanly', async () => {
+test('incidents and alerts pages load without an error state', async () => {
   const page = await freshPage();
   await withShot(page, 'missing-apis', async () => {
     await login(page, ADMIN);

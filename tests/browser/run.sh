@@ -145,7 +145,7 @@ if [ "${VIGIL_UI_SERVE:-0}" = 1 ]; then
 fi
 
 # The reports flow goes first: the console tests end by tripping the login limit.
-tests=("$HERE/reports.test.mjs" "$HERE/console.test.mjs")
+tests=("$HERE/reports.test.mjs" "$HERE/alerts_incidents.test.mjs" "$HERE/console.test.mjs")
 
 echo "==> browser tests"
 status=0

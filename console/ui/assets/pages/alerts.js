@@ -33,6 +33,53 @@ function channelForm(ctx, reload) {
   return h('div', {}, form, out);
 }
 
+const EVENTS = [['finding_new', 'New findings'], ['finding_reopened', 'Reopened findings'], ['change', 'Changes'], ['incident_deadline', 'NIS2 incident deadlines']];
+const CHANGE_TYPES = ['PORT_OPENED', 'PORT_CLOSED', 'CERT_ROTATED', 'CERT_EXPIRING', 'TLS_PROTOCOL_ADDED', 'HEADER_REMOVED', 'DNS_RECORD_CHANGED', 'SERVICE_CHANGED', 'ASSET_APPEARED', 'ASSET_DISAPPEARED'];
+
+function ruleForm(ctx, reload) {
+  const channel = h('select', { name: 'channel', id: 'rule-channel', required: true });
+  const severity = h('select', { name: 'min_severity', id: 'rule-severity' }, ['info', 'low', 'medium', 'high', 'critical'].map((s) => h('option', { value: s, selected: s === 'high' }, s)));
+  const events = EVENTS.map(([v, label]) => h('input', { type: 'checkbox', name: 'events', value: v, checked: v === 'finding_new' || v === 'incident_deadline' }));
+  const changes = h('select', { name: 'change_types', id: 'rule-changes', multiple: true, size: 4 }, CHANGE_TYPES.map((t) => h('option', { value: t }, t)));
+  const err = formError();
+  const form = h('form', { class: 'form', 'aria-label': 'Add alert rule' },
+    field('Channel', channel), field('Lowest severity', severity, 'for finding events'),
+    h('fieldset', { class: 'checks' }, h('legend', {}, 'Events'), EVENTS.map(([, label], i) => h('label', { class: 'checkbox' }, events[i], ' ', label))),
+    field('Change types', changes, 'for change events (Ctrl/⌘-click for several)'),
+    err, h('div', { class: 'form-actions' }, h('button', { class: 'btn btn-primary', type: 'submit', id: 'add-rule' }, 'Add rule')));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    showFormError(err, null);
+    const body = {
+      channel_id: channel.value,
+      min_severity: severity.value,
+      events: events.filter((c) => c.checked).map((c) => c.value),
+      change_types: [...changes.selectedOptions].map((o) => o.value),
+    };
+    try { await ctx.api.post('/alert-rules', body); toast('Rule added'); reload(); } catch (ex) { showFormError(err, ex); }
+  });
+  /** Refreshes the channel choices after channels change. */
+  form.setChannels = (list) => mount(channel, ...list.map((c) => h('option', { value: c.id }, `${c.name} (${c.kind})`)));
+  return form;
+}
+
+function muteForm(ctx, reload) {
+  const starts = h('input', { type: 'datetime-local', name: 'starts', id: 'mute-starts', required: true });
+  const ends = h('input', { type: 'datetime-local', name: 'ends', id: 'mute-ends', required: true });
+  const reason = h('input', { type: 'text', name: 'reason', id: 'mute-reason', required: true, placeholder: 'e.g. maintenance window' });
+  const err = formError();
+  const form = h('form', { class: 'form form-inline', 'aria-label': 'Add mute window' },
+    field('From', starts), field('Until', ends), field('Reason', reason),
+    h('button', { class: 'btn btn-primary', type: 'submit', id: 'add-mute' }, 'Mute'), err);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    showFormError(err, null);
+    const body = { starts_ms: new Date(starts.value).getTime(), ends_ms: new Date(ends.value).getTime(), reason: reason.value.trim() };
+    try { await ctx.api.post('/mute-windows', body); toast('Mute window added'); form.reset(); reload(); } catch (ex) { showFormError(err, ex); }
+  });
+  return form;
+}
+
 /** Renders the alerts page. */
 export async function render(ctx) {
   if (!ctx.can('auditor')) {
@@ -45,11 +92,13 @@ export async function render(ctx) {
   const mutes = h('div');
   const deliveries = h('div', { id: 'deliveries' });
   const filter = h('select', { 'aria-label': 'Delivery status' }, ['', 'pending', 'delivered', 'dead'].map((s) => h('option', { value: s }, s || 'all')));
+  const rForm = admin ? ruleForm(ctx, () => loadRules()) : null;
+  const mForm = admin ? muteForm(ctx, () => loadMutes()) : null;
   mount(ctx.main,
     pageHead('Alerts', 'Where findings, changes and incident deadlines are sent'),
     admin ? card('Add a channel', channelForm(ctx, () => loadChannels())) : null,
     card('Channels', channels),
-    h('div', { class: 'grid-2' }, card('Rules', rules), card('Mute windows', mutes)),
+    h('div', { class: 'grid-2' }, card('Rules', h('div', {}, rForm, rules)), card('Mute windows', h('div', {}, mForm, mutes))),
     card('Deliveries', deliveries, filter));
 
   const del = async (path, what, reload) => {
@@ -57,7 +106,12 @@ export async function render(ctx) {
     try { await ctx.api.del(path); toast(`${what} deleted`); reload(); } catch (e) { toast(e.describe(), 'bad'); }
   };
 
-  const loadChannels = () => section(channels, 'alert channels', async () => table([
+  const loadChannels = () => section(channels, 'alert channels', async () => {
+    const list = await ctx.api.get('/alert-channels');
+    rForm?.setChannels(list);
+    return channelTable(list);
+  });
+  const channelTable = (list) => table([
     { label: 'Name', render: (c) => h('strong', {}, c.name) },
     { label: 'Kind', render: (c) => pill(c.kind, 'info') },
     { label: 'Target', render: (c) => h('span', { class: 'mono small' }, c.target) },
@@ -70,7 +124,7 @@ export async function render(ctx) {
         }, 'Send test'),
         h('button', { class: 'btn btn-small btn-danger', type: 'button', onclick: () => del(`/alert-channels/${encodeURIComponent(c.id)}`, 'channel', loadChannels) }, 'Delete')),
     }] : []),
-  ], await ctx.api.get('/alert-channels'), { caption: 'Channels', emptyState: empty('No alert channels', admin ? 'Add a webhook, Slack or email channel above.' : 'An admin can add channels.') }));
+  ], list, { caption: 'Channels', emptyState: empty('No alert channels', admin ? 'Add a webhook, Slack or email channel above.' : 'An admin can add channels.') });
 
   const loadRules = () => section(rules, 'alert rules', async () => table([
     { label: 'Channel', render: (r) => h('span', { class: 'mono small' }, r.channel_id) },
