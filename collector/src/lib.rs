@@ -7,6 +7,7 @@ pub mod config;
 pub mod console_api;
 pub mod findings;
 pub mod metrics;
+pub mod pg;
 pub mod pki;
 pub mod schedule;
 pub mod scheduler;
