@@ -100,6 +100,8 @@ pub struct CollectorConfig {
     /// Evaluate rules, track findings and changes and index them while ingesting;
     /// `false` runs an ingest-only collector that catches up when re-enabled.
     pub findings_pipeline: bool,
+    /// Storage backend: embedded (default) or scale-out (`docs/scaleout.md`).
+    pub backend: crate::backend::BackendConfig,
     /// Per-tenant scope and jobs.
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -122,6 +124,7 @@ impl Default for CollectorConfig {
             max_frame_bytes: protocol::DEFAULT_MAX_FRAME,
             run_timeout: "6h".into(),
             run_retention: "30d".into(),
+            backend: crate::backend::BackendConfig::default(),
             tenants: BTreeMap::new(),
         }
     }
@@ -281,6 +284,7 @@ impl CollectorConfig {
             return Err(invalid("run_timeout", "must be at least 1s"));
         }
         let run_retention = parse_duration("run_retention", &self.run_retention)?;
+        self.backend.validate()?;
         let mut jobs = BTreeMap::new();
         let mut schedules = BTreeMap::new();
         for (name, tenant) in &self.tenants {

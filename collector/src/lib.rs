@@ -3,10 +3,12 @@
 
 pub mod admin;
 pub mod admin_socket;
+pub mod backend;
 pub mod config;
 pub mod console_api;
 pub mod findings;
 pub mod metrics;
+pub mod nats;
 pub mod pg;
 pub mod pki;
 pub mod schedule;

@@ -26,6 +26,7 @@ use std::thread::Thread;
 use thiserror::Error;
 use tokio_postgres::error::SqlState;
 
+pub use self::IoRuntime as PgIoRuntime;
 pub use findings::PgFindingStore;
 pub use locks::AdvisoryLock;
 pub use migrate::migrate;
@@ -89,14 +90,66 @@ fn valid_schema(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
+/// A private single-threaded tokio runtime on its own OS thread, for network
+/// clients used from synchronous code; stops when dropped.
+pub struct IoRuntime {
+    handle: tokio::runtime::Handle,
+    // Dropping the sender ends the runtime thread.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl IoRuntime {
+    /// Starts the runtime thread.
+    pub fn start(name: &str) -> Result<Self, String> {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = tx.send(Ok(rt.handle().clone()));
+                rt.block_on(async move {
+                    let _ = stopped.await;
+                });
+            })
+            .map_err(|e| e.to_string())?;
+        let handle = rx.recv().map_err(|e| e.to_string())??;
+        Ok(Self {
+            handle,
+            _stop: stop,
+        })
+    }
+
+    /// Handle to spawn work on the runtime.
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+
+    /// Runs `fut` on the runtime and waits for it from any thread.
+    pub fn run<F>(&self, fut: F) -> Result<F::Output, String>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        wait(self.handle.spawn(fut)).map_err(|e| e.to_string())
+    }
+}
+
 /// A bounded pool of connections whose I/O runs on one private runtime thread.
 pub struct PgPool {
     config: tokio_postgres::Config,
     schema: String,
     max: usize,
-    handle: tokio::runtime::Handle,
-    // Dropping the sender stops the runtime thread.
-    _stop: tokio::sync::oneshot::Sender<()>,
+    io: IoRuntime,
     idle: Mutex<PoolState>,
     freed: Condvar,
 }
@@ -116,37 +169,12 @@ impl PgPool {
         if !valid_schema(schema) {
             return Err(PgError::Schema(schema.to_string()));
         }
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("vigil-postgres-io".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = tx.send(Err(e.to_string()));
-                        return;
-                    }
-                };
-                let _ = tx.send(Ok(rt.handle().clone()));
-                rt.block_on(async move {
-                    let _ = stopped.await;
-                });
-            })
-            .map_err(|e| PgError::Runtime(e.to_string()))?;
-        let handle = rx
-            .recv()
-            .map_err(|e| PgError::Runtime(e.to_string()))?
-            .map_err(PgError::Runtime)?;
+        let io = IoRuntime::start("vigil-postgres-io").map_err(PgError::Runtime)?;
         Ok(Arc::new(Self {
             config,
             schema: schema.to_string(),
             max: max.max(1),
-            handle,
-            _stop: stop,
+            io,
             idle: Mutex::new(PoolState {
                 idle: Vec::new(),
                 open: 0,
@@ -162,7 +190,7 @@ impl PgPool {
 
     fn connect(&self) -> Result<tokio_postgres::Client, PgError> {
         let config = self.config.clone();
-        let task = self.handle.spawn(async move {
+        let task = self.io.handle().spawn(async move {
             let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
