@@ -173,6 +173,13 @@ pub async fn run(
         )
         .await
         .map_err(|e| NatsError::JetStream(e.to_string()))?;
+    // Findings are derived beside ingest, woken after each stored round, so a
+    // slow rules pass never holds up acking JetStream.
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let findings_task = settings
+        .raw
+        .findings_pipeline
+        .then(|| pipeline.clone().spawn(notify.clone()));
     tracing::info!(
         "worker consuming {} with durable consumer {}",
         cfg.stream,
@@ -223,14 +230,10 @@ pub async fn run(
                 tracing::warn!("ack failed: {e}");
             }
         }
-        if settings.raw.findings_pipeline {
-            let p = pipeline.clone();
-            match tokio::task::spawn_blocking(move || p.catch_up()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::error!("findings pass failed: {e}"),
-                Err(e) => tracing::error!("findings pass panicked: {e}"),
-            }
-        }
+        notify.notify_one();
+    }
+    if let Some(t) = findings_task {
+        t.abort();
     }
     Ok(())
 }
