@@ -153,8 +153,11 @@ impl BackendConfig {
                 "lower-case letters, digits and _, starting with a letter",
             ));
         }
-        if !(1..=256).contains(&s.postgres_pool_size) {
-            return Err(invalid("postgres_pool_size", "must be 1..=256"));
+        if !(2..=256).contains(&s.postgres_pool_size) {
+            return Err(invalid(
+                "postgres_pool_size",
+                "must be 2..=256 (a schedule lock holds one)",
+            ));
         }
         if !is_name(&s.stream, &[]) {
             return Err(invalid("stream", "letters, digits, _ and - only"));

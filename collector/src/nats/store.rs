@@ -97,6 +97,13 @@ impl Store for PublishingStore {
     fn flush(&self) -> StoreResult<()> {
         Ok(())
     }
+    fn try_lock_schedule(
+        &self,
+        tenant: &TenantId,
+        job_id: &str,
+    ) -> StoreResult<Option<Box<dyn Send>>> {
+        self.pg.try_lock_schedule(tenant, job_id)
+    }
     fn batches(
         &self,
         tenant: &TenantId,

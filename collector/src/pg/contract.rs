@@ -334,6 +334,42 @@ fn sled() -> (tempfile::TempDir, SledStore) {
     (dir, s)
 }
 
+fn schedule_lock_is_exclusive_per_job(a: &dyn Store, b: &dyn Store, exclusive: bool) {
+    let t = ids("acme").0;
+    let held = a.try_lock_schedule(&t, "nightly").unwrap();
+    assert!(held.is_some());
+    // Another collector (b) is refused while a holds it, when the backend is shared.
+    assert_eq!(
+        b.try_lock_schedule(&t, "nightly").unwrap().is_none(),
+        exclusive
+    );
+    assert!(b.try_lock_schedule(&t, "weekly").unwrap().is_some());
+    assert!(
+        b.try_lock_schedule(&ids("other").0, "nightly")
+            .unwrap()
+            .is_some()
+    );
+    drop(held);
+    assert!(b.try_lock_schedule(&t, "nightly").unwrap().is_some());
+}
+
+#[test]
+fn schedule_lock_on_sled_always_granted() {
+    let (_d, s) = sled();
+    schedule_lock_is_exclusive_per_job(&s, &s, false);
+}
+
+#[test]
+fn schedule_lock_on_postgres_is_cluster_wide() {
+    let Some(pool) = pool("schedlock") else {
+        return;
+    };
+    let url = std::env::var("VIGIL_TEST_POSTGRES_URL").unwrap();
+    // A second pool stands for a second collector process.
+    let other = super::PgPool::new(&url, pool.schema(), 2).unwrap();
+    schedule_lock_is_exclusive_per_job(&PgStore::new(pool), &PgStore::new(other), true);
+}
+
 macro_rules! store_contract {
     ($($name:ident),* $(,)?) => {
         mod store_on_sled {

@@ -2,8 +2,8 @@
 //!
 //! `pg_try_advisory_lock` never waits: of several collectors evaluating the
 //! same (tenant, job) schedule at once exactly one gets the lock and fires the
-//! job; the others skip it. The lock lives as long as the connection that took
-//! it, so it is held on a connection kept out of the pool until release.
+//! job; the others skip it. The lock lives as long as the session that took
+//! it, so its connection stays out of the pool until the lock is released.
 
 use std::sync::Arc;
 
@@ -38,9 +38,19 @@ impl AdvisoryLock {
         name: &str,
     ) -> Result<Option<Self>, PgError> {
         let key = lock_key(tenant, name);
-        let client = pool.dedicated()?;
-        let got: bool = wait(client.query_one("SELECT pg_try_advisory_lock($1)", &[&key]))?.get(0);
-        Ok(got.then(|| Self {
+        let client = pool.take()?;
+        let got = match wait(client.query_one("SELECT pg_try_advisory_lock($1)", &[&key])) {
+            Ok(row) => row.get::<_, bool>(0),
+            Err(e) => {
+                pool.give_back(client);
+                return Err(e.into());
+            }
+        };
+        if !got {
+            pool.give_back(client);
+            return Ok(None);
+        }
+        Ok(Some(Self {
             pool: pool.clone(),
             key,
             client: Some(client),
@@ -56,10 +66,15 @@ impl AdvisoryLock {
 impl Drop for AdvisoryLock {
     fn drop(&mut self) {
         if let Some(c) = self.client.take() {
-            if let Err(e) = wait(c.execute("SELECT pg_advisory_unlock($1)", &[&self.key])) {
-                tracing::warn!("advisory unlock failed (released with the connection): {e}");
+            match wait(c.execute("SELECT pg_advisory_unlock($1)", &[&self.key])) {
+                Ok(_) => self.pool.give_back(c),
+                Err(e) => {
+                    // Closing the session releases every lock it holds.
+                    tracing::warn!("advisory unlock failed, closing the connection: {e}");
+                    drop(c);
+                    self.pool.give_back_closed();
+                }
             }
-            self.pool.give_back(c);
         }
     }
 }

@@ -240,15 +240,31 @@ impl PgPool {
 }
 
 impl PgPool {
-    /// A connection of its own (not counted in the pool), for session state
-    /// such as advisory locks; hand it back with [`PgPool::give_back`] or drop it.
-    pub fn dedicated(&self) -> Result<tokio_postgres::Client, PgError> {
-        self.connect()
+    /// Takes a pooled connection out for session state such as advisory
+    /// locks; it still counts against the pool until [`PgPool::give_back`].
+    pub fn take(&self) -> Result<tokio_postgres::Client, PgError> {
+        let mut pooled = self.get()?;
+        let client = pooled.client.take().expect("present until drop");
+        std::mem::forget(pooled);
+        Ok(client)
     }
 
-    /// Closes a dedicated connection.
+    /// Accounts for a connection from [`PgPool::take`] that was closed instead.
+    pub fn give_back_closed(&self) {
+        let mut state = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        state.open -= 1;
+        self.freed.notify_one();
+    }
+
+    /// Returns a connection from [`PgPool::take`].
     pub fn give_back(&self, client: tokio_postgres::Client) {
-        drop(client);
+        let mut state = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if client.is_closed() {
+            state.open -= 1;
+        } else {
+            state.idle.push(client);
+        }
+        self.freed.notify_one();
     }
 }
 

@@ -323,6 +323,20 @@ impl Store for PgStore {
         Ok(())
     }
 
+    fn try_lock_schedule(
+        &self,
+        tenant: &TenantId,
+        job_id: &str,
+    ) -> StoreResult<Option<Box<dyn Send>>> {
+        let lock = super::AdvisoryLock::try_acquire(
+            &self.pool,
+            tenant.as_str(),
+            &format!("schedule/{job_id}"),
+        )
+        .map_err(db)?;
+        Ok(lock.map(|l| Box::new(l) as Box<dyn Send>))
+    }
+
     fn batches(
         &self,
         tenant: &TenantId,
