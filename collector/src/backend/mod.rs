@@ -252,6 +252,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn scaleout_example_config_in_deploy_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/collector-scaleout.toml");
+        let s = crate::CollectorConfig::load(&path)
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert!(s.raw.backend.is_scaleout());
+        assert_eq!(
+            s.raw.backend.scaleout.times().unwrap().ack_wait,
+            Duration::from_secs(30)
+        );
+        assert!(!s.schedules.is_empty());
+    }
+
+    #[test]
     fn scaleout_settings_are_validated_only_when_selected() {
         let mut b = BackendConfig::default();
         assert!(b.validate().is_ok());
