@@ -7,7 +7,8 @@
 //! more than once" allows. Writes to the findings space also maintain the
 //! full-text `finding_search` table in the same transaction.
 
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use tokio_postgres::IsolationLevel;
@@ -113,9 +114,74 @@ impl PgFindingStore {
     }
 }
 
+/// One search row to upsert, derived from a finding written in the transaction.
+struct SearchRow {
+    tenant: String,
+    id: String,
+    first_seen: std::time::SystemTime,
+    last_seen_ms: i64,
+    asset: String,
+    rule_id: String,
+    severity: String,
+    rank: i16,
+    state: String,
+    check: String,
+    job_id: String,
+    port: Option<i32>,
+    frameworks: String,
+    controls: String,
+    title: String,
+    text: String,
+}
+
+/// Separator of the framework and control lists sent as one text per row
+/// (PostgreSQL cannot unnest an array of arrays row by row).
+const LIST_SEP: char = '\u{1f}';
+
+fn search_row(key: &[u8], value: &[u8]) -> Result<SearchRow, FindingError> {
+    let f: FindingRecord = crate::findings::dec(key, value)?;
+    let name = |v: serde_json::Result<serde_json::Value>| {
+        v.ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let severity = name(serde_json::to_value(f.severity));
+    let join =
+        |it: &mut dyn Iterator<Item = &str>| it.collect::<Vec<_>>().join(&LIST_SEP.to_string());
+    Ok(SearchRow {
+        tenant: key_tenant(Space::Findings, key),
+        rank: severity_rank(&severity).unwrap_or(0) as i16,
+        severity,
+        state: name(serde_json::to_value(f.state)),
+        frameworks: join(&mut f.mappings.iter().map(|m| m.framework.as_str())),
+        controls: join(&mut f.mappings.iter().map(|m| m.control.as_str())),
+        text: format!(
+            "{} {} {} {} {}",
+            f.title, f.evidence, f.location, f.asset, f.rule_id
+        ),
+        first_seen: std::time::UNIX_EPOCH + std::time::Duration::from_millis(f.first_seen_ms),
+        last_seen_ms: to_i64(f.last_seen_ms),
+        port: f.port.map(i32::from),
+        id: f.id,
+        asset: f.asset,
+        rule_id: f.rule_id,
+        check: f.check,
+        job_id: f.job_id,
+        title: f.title,
+    })
+}
+
+/// Buffered writes of a transaction: (space, key) → value, None = removed.
+type Writes = BTreeMap<(i16, Vec<u8>), Option<Vec<u8>>>;
+
+/// A findings transaction: reads go to PostgreSQL (inside the SERIALIZABLE
+/// transaction, after this transaction's own buffered writes), writes are
+/// buffered and sent as a few set-based statements just before commit.
 struct PgTx<'a> {
     tx: tokio_postgres::Transaction<'a>,
     store: &'a PgFindingStore,
+    // (space, key) → new value, or None for a removal.
+    writes: RefCell<Writes>,
 }
 
 impl PgTx<'_> {
@@ -146,64 +212,116 @@ impl PgTx<'_> {
         Ok(exists)
     }
 
-    fn index_finding(&self, key: &[u8], value: &[u8]) -> Result<(), FindingError> {
-        let f: FindingRecord = crate::findings::dec(key, value)?;
-        let tenant = key_tenant(Space::Findings, key);
-        let severity = serde_json::to_value(f.severity)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        let state = serde_json::to_value(f.state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        let rank = severity_rank(&severity).unwrap_or(0) as i16;
-        let frameworks: Vec<&str> = f.mappings.iter().map(|m| m.framework.as_str()).collect();
-        let controls: Vec<&str> = f.mappings.iter().map(|m| m.control.as_str()).collect();
-        let text = format!(
-            "{} {} {} {} {}",
-            f.title, f.evidence, f.location, f.asset, f.rule_id
-        );
-        let first_seen = std::time::UNIX_EPOCH + std::time::Duration::from_millis(f.first_seen_ms);
-        let port = f.port.map(i32::from);
-        self.sql(wait(self.tx.execute(
-            "INSERT INTO finding_search (tenant_id, finding_id, first_seen, last_seen_ms, asset,
-               rule_id, severity, severity_rank, state, check_kind, job_id, port, frameworks,
-               controls, title, doc)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-               to_tsvector('simple', $16))
-             ON CONFLICT (tenant_id, finding_id, first_seen) DO UPDATE SET
-               last_seen_ms = EXCLUDED.last_seen_ms, asset = EXCLUDED.asset,
-               rule_id = EXCLUDED.rule_id, severity = EXCLUDED.severity,
-               severity_rank = EXCLUDED.severity_rank, state = EXCLUDED.state,
-               check_kind = EXCLUDED.check_kind, job_id = EXCLUDED.job_id, port = EXCLUDED.port,
-               frameworks = EXCLUDED.frameworks, controls = EXCLUDED.controls,
-               title = EXCLUDED.title, doc = EXCLUDED.doc",
-            &[
-                &tenant,
-                &f.id,
-                &first_seen,
-                &to_i64(f.last_seen_ms),
-                &f.asset,
-                &f.rule_id,
-                &severity,
-                &rank,
-                &state,
-                &f.check,
-                &f.job_id,
-                &port,
-                &frameworks,
-                &controls,
-                &f.title,
-                &text,
-            ],
-        )))?;
+    /// Sends the buffered writes: upserts, removals and search rows.
+    fn flush_writes(&self) -> Result<(), FindingError> {
+        let writes = std::mem::take(&mut *self.writes.borrow_mut());
+        let (mut ps, mut pt, mut pk, mut pv) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut ds, mut dt, mut dk) = (Vec::new(), Vec::new(), Vec::new());
+        let mut rows = Vec::new();
+        let (mut gone_t, mut gone_id) = (Vec::new(), Vec::new());
+        for ((space, key), value) in writes {
+            let sp = Space::ALL[space as usize];
+            let tenant = key_tenant(sp, &key);
+            match value {
+                Some(v) => {
+                    if sp == Space::Findings {
+                        rows.push(search_row(&key, &v)?);
+                    }
+                    ps.push(space);
+                    pt.push(tenant);
+                    pk.push(key);
+                    pv.push(v);
+                }
+                None => {
+                    if sp == Space::Findings {
+                        let id = key.get(tenant.len() + 1..).unwrap_or_default();
+                        gone_id.push(String::from_utf8_lossy(id).into_owned());
+                        gone_t.push(tenant.clone());
+                    }
+                    ds.push(space);
+                    dt.push(tenant);
+                    dk.push(key);
+                }
+            }
+        }
+        if !ds.is_empty() {
+            self.sql(wait(self.tx.execute(
+                "DELETE FROM fx_kv f USING unnest($1::smallint[], $2::text[], $3::bytea[]) AS d(s, t, k)
+                 WHERE f.space = d.s AND f.tenant_id = d.t AND f.key = d.k",
+                &[&ds, &dt, &dk],
+            )))?;
+        }
+        if !gone_id.is_empty() {
+            self.sql(wait(self.tx.execute(
+                "DELETE FROM finding_search f USING unnest($1::text[], $2::text[]) AS d(t, i)
+                 WHERE f.tenant_id = d.t AND f.finding_id = d.i",
+                &[&gone_t, &gone_id],
+            )))?;
+        }
+        if !ps.is_empty() {
+            self.sql(wait(self.tx.execute(
+                "INSERT INTO fx_kv (space, tenant_id, key, value)
+                 SELECT * FROM unnest($1::smallint[], $2::text[], $3::bytea[], $4::bytea[])
+                 ON CONFLICT (space, key) DO UPDATE SET value = EXCLUDED.value",
+                &[&ps, &pt, &pk, &pv],
+            )))?;
+        }
+        if !rows.is_empty() {
+            macro_rules! col {
+                ($f:ident) => {
+                    rows.iter().map(|r| r.$f.clone()).collect::<Vec<_>>()
+                };
+            }
+            let sep = LIST_SEP.to_string();
+            self.sql(wait(self.tx.execute(
+                "INSERT INTO finding_search (tenant_id, finding_id, first_seen, last_seen_ms, asset,
+                   rule_id, severity, severity_rank, state, check_kind, job_id, port, frameworks,
+                   controls, title, doc)
+                 SELECT t, i, fs, ls, a, r, sv, rk, st, ck, j, p,
+                   CASE WHEN fw = '' THEN '{}'::text[] ELSE string_to_array(fw, $17) END,
+                   CASE WHEN ct = '' THEN '{}'::text[] ELSE string_to_array(ct, $17) END,
+                   ti, to_tsvector('simple', tx)
+                 FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::text[],
+                   $6::text[], $7::text[], $8::smallint[], $9::text[], $10::text[], $11::text[],
+                   $12::int[], $13::text[], $14::text[], $15::text[], $16::text[])
+                   AS u(t, i, fs, ls, a, r, sv, rk, st, ck, j, p, fw, ct, ti, tx)
+                 ON CONFLICT (tenant_id, finding_id, first_seen) DO UPDATE SET
+                   last_seen_ms = EXCLUDED.last_seen_ms, asset = EXCLUDED.asset,
+                   rule_id = EXCLUDED.rule_id, severity = EXCLUDED.severity,
+                   severity_rank = EXCLUDED.severity_rank, state = EXCLUDED.state,
+                   check_kind = EXCLUDED.check_kind, job_id = EXCLUDED.job_id, port = EXCLUDED.port,
+                   frameworks = EXCLUDED.frameworks, controls = EXCLUDED.controls,
+                   title = EXCLUDED.title, doc = EXCLUDED.doc",
+                &[
+                    &col!(tenant),
+                    &col!(id),
+                    &col!(first_seen),
+                    &col!(last_seen_ms),
+                    &col!(asset),
+                    &col!(rule_id),
+                    &col!(severity),
+                    &col!(rank),
+                    &col!(state),
+                    &col!(check),
+                    &col!(job_id),
+                    &col!(port),
+                    &col!(frameworks),
+                    &col!(controls),
+                    &col!(title),
+                    &col!(text),
+                    &sep,
+                ],
+            )))?;
+        }
         Ok(())
     }
 }
 
 impl FindingTx for PgTx<'_> {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, FindingError> {
+        if let Some(v) = self.writes.borrow().get(&(space_id(space), key.to_vec())) {
+            return Ok(v.clone());
+        }
         let row = self.sql(wait(self.tx.query_opt(
             "SELECT value FROM fx_kv WHERE space = $1 AND tenant_id = $2 AND key = $3",
             &[&space_id(space), &key_tenant(space, key), &key],
@@ -219,30 +337,17 @@ impl FindingTx for PgTx<'_> {
                 lock(&self.store.missing).push(f.first_seen_ms);
                 return Err(FindingError::Interrupted);
             }
-            self.index_finding(key, value)?;
         }
-        self.sql(wait(self.tx.execute(
-            "INSERT INTO fx_kv (space, tenant_id, key, value) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (space, key) DO UPDATE SET value = EXCLUDED.value",
-            &[&space_id(space), &key_tenant(space, key), &key, &value],
-        )))?;
+        self.writes
+            .borrow_mut()
+            .insert((space_id(space), key.to_vec()), Some(value.to_vec()));
         Ok(())
     }
 
     fn remove(&self, space: Space, key: &[u8]) -> Result<(), FindingError> {
-        let tenant = key_tenant(space, key);
-        if space == Space::Findings {
-            let id = String::from_utf8_lossy(key.get(tenant.len() + 1..).unwrap_or_default())
-                .into_owned();
-            self.sql(wait(self.tx.execute(
-                "DELETE FROM finding_search WHERE tenant_id = $1 AND finding_id = $2",
-                &[&tenant, &id],
-            )))?;
-        }
-        self.sql(wait(self.tx.execute(
-            "DELETE FROM fx_kv WHERE space = $1 AND tenant_id = $2 AND key = $3",
-            &[&space_id(space), &tenant, &key],
-        )))?;
+        self.writes
+            .borrow_mut()
+            .insert((space_id(space), key.to_vec()), None);
         Ok(())
     }
 }
@@ -261,8 +366,12 @@ impl FindingStore for PgFindingStore {
                     .start(),
             )
             .map_err(backend)?;
-            let ptx = PgTx { tx, store: self };
-            match f(&ptx) {
+            let ptx = PgTx {
+                tx,
+                store: self,
+                writes: RefCell::new(BTreeMap::new()),
+            };
+            match f(&ptx).and_then(|()| ptx.flush_writes()) {
                 Ok(()) => match wait(ptx.tx.commit()) {
                     Ok(()) => return Ok(()),
                     Err(e) if is_retryable(&e) => continue,
