@@ -64,6 +64,80 @@ pub struct WorkerStats {
     pub naks: AtomicU64,
 }
 
+impl WorkerStats {
+    /// The counters in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, help, c) in [
+            (
+                "vigil_worker_batches_stored_total",
+                "Batches the worker stored in PostgreSQL.",
+                &self.batches,
+            ),
+            (
+                "vigil_worker_records_stored_total",
+                "Records in the batches the worker stored.",
+                &self.records,
+            ),
+            (
+                "vigil_worker_duplicates_total",
+                "Redelivered or republished batches dropped as duplicates.",
+                &self.duplicates,
+            ),
+            (
+                "vigil_worker_naks_total",
+                "Messages negatively acknowledged (ordering gap or storage failure).",
+                &self.naks,
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                c.load(Ordering::Relaxed)
+            ));
+        }
+        out
+    }
+}
+
+/// Serves the worker's and its findings pipeline's metrics on `metrics_listen`.
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    stats: Arc<WorkerStats>,
+    metrics: Arc<Metrics>,
+    store: Arc<PgStore>,
+) -> Result<tokio::task::JoinHandle<()>, WorkerError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| WorkerError::Task(format!("metrics listener {addr}: {e}")))?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let (stats, metrics, store) = (stats.clone(), metrics.clone(), store.clone());
+            async move {
+                let body = tokio::task::spawn_blocking(move || {
+                    let mut body = metrics.render(store.as_ref());
+                    body.push_str(&stats.render());
+                    body
+                })
+                .await
+                .unwrap_or_default();
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    body,
+                )
+            }
+        }),
+    );
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("worker metrics server stopped: {e}");
+        }
+    }))
+}
+
 enum Verdict {
     Ack,
     Nak(Duration),
@@ -86,7 +160,7 @@ fn store_one(store: &PgStore, msg: &jetstream::Message, stats: &WorkerStats) -> 
             return Verdict::Nak(Duration::from_secs(1));
         }
     };
-    if batch.sequence > last + 1 && last > 0 && delivered < GAP_PATIENCE {
+    if batch.sequence > last + 1 && delivered < GAP_PATIENCE {
         tracing::debug!(
             "{}/{} batch {} waits for {} (delivery {delivered})",
             batch.tenant,
@@ -148,14 +222,19 @@ pub async fn run(
         &settings.raw.data_dir.join("index"),
         IndexOptions::default(),
     )?;
+    let metrics = Arc::new(Metrics::default());
     let pipeline = Arc::new(Pipeline::with_parts(
         store.clone() as Arc<dyn Store>,
         Arc::new(PgFindingStore::new(pool)),
         Arc::new(rules),
         index,
-        Arc::new(Metrics::default()),
+        metrics.clone(),
         PipelineOptions::default(),
     ));
+    let metrics_task = match settings.metrics_listen {
+        Some(addr) => Some(serve_metrics(addr, stats.clone(), metrics, store.clone()).await?),
+        None => None,
+    };
     let client = async_nats::connect(cfg.nats_url.as_str())
         .await
         .map_err(|e| NatsError::Connect(e.to_string()))?;
@@ -232,8 +311,25 @@ pub async fn run(
         }
         notify.notify_one();
     }
-    if let Some(t) = findings_task {
+    for t in [findings_task, metrics_task].into_iter().flatten() {
         t.abort();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_render_as_prometheus_counters() {
+        let s = WorkerStats::default();
+        s.batches.fetch_add(3, Ordering::Relaxed);
+        s.records.fetch_add(3000, Ordering::Relaxed);
+        let text = s.render();
+        assert!(text.contains("# TYPE vigil_worker_batches_stored_total counter\n"));
+        assert!(text.contains("\nvigil_worker_batches_stored_total 3\n"));
+        assert!(text.contains("\nvigil_worker_records_stored_total 3000\n"));
+        assert!(text.contains("\nvigil_worker_naks_total 0\n"));
+    }
 }
