@@ -26,7 +26,6 @@ use std::thread::Thread;
 use thiserror::Error;
 use tokio_postgres::error::SqlState;
 
-pub use self::IoRuntime as PgIoRuntime;
 pub use findings::PgFindingStore;
 pub use locks::AdvisoryLock;
 pub use migrate::migrate;
