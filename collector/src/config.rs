@@ -106,6 +106,8 @@ pub struct CollectorConfig {
     pub incidents: crate::reports::config::IncidentsConfig,
     /// Alert dispatcher and SMTP relay (`[alerts]`).
     pub alerts: crate::alerts::AlertsConfig,
+    /// Storage backend: embedded (default) or scale-out (`docs/scaleout.md`).
+    pub backend: crate::backend::BackendConfig,
     /// Per-tenant scope and jobs.
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -131,6 +133,7 @@ impl Default for CollectorConfig {
             reports: Default::default(),
             incidents: Default::default(),
             alerts: crate::alerts::AlertsConfig::default(),
+            backend: crate::backend::BackendConfig::default(),
             tenants: BTreeMap::new(),
         }
     }
@@ -294,6 +297,7 @@ impl CollectorConfig {
         let run_retention = parse_duration("run_retention", &self.run_retention)?;
         self.reports.validate()?;
         self.incidents.validate()?;
+        self.backend.validate()?;
         let mut jobs = BTreeMap::new();
         let mut schedules = BTreeMap::new();
         for (name, tenant) in &self.tenants {

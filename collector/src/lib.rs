@@ -4,10 +4,13 @@
 pub mod admin;
 pub mod admin_socket;
 pub mod alerts;
+pub mod backend;
 pub mod config;
 pub mod console_api;
 pub mod findings;
 pub mod metrics;
+pub mod nats;
+pub mod pg;
 pub mod pki;
 pub mod schedule;
 pub mod scheduler;

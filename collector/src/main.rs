@@ -99,6 +99,9 @@ enum Command {
         #[arg(long, env = "VIGIL_METRICS_LISTEN")]
         metrics_listen: Option<String>,
     },
+    /// Scale-out worker: consume verified batches from NATS JetStream into
+    /// PostgreSQL and derive findings (needs `[backend] kind = "scaleout"`).
+    Worker,
     /// Enrolment tokens.
     Token {
         #[command(subcommand)]
@@ -330,6 +333,37 @@ async fn main() -> Result<()> {
             }
             tracing::info!("shutting down");
             collector.shutdown().await;
+        }
+        Command::Worker => {
+            let settings = config.validate()?;
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let stats = Arc::new(collector::nats::worker::WorkerStats::default());
+            let mut worker = tokio::spawn(collector::nats::worker::run(
+                settings,
+                stats.clone(),
+                stop_rx,
+            ));
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            let finished = tokio::select! {
+                r = &mut worker => Some(r),
+                _ = tokio::signal::ctrl_c() => None,
+                _ = term.recv() => None,
+            };
+            let result = match finished {
+                Some(r) => r,
+                None => {
+                    let _ = stop_tx.send(true);
+                    worker.await
+                }
+            };
+            result?.context("worker")?;
+            tracing::info!(
+                "worker stopped: {} batches ({} records) stored, {} duplicates",
+                stats.batches.load(std::sync::atomic::Ordering::Relaxed),
+                stats.records.load(std::sync::atomic::Ordering::Relaxed),
+                stats.duplicates.load(std::sync::atomic::Ordering::Relaxed)
+            );
         }
         Command::Token {
             command: TokenCommand::Create { tenant, ttl, quiet },

@@ -328,6 +328,13 @@ impl Scheduler {
         let now = self.clock.now_ms();
         let mut summary = TickSummary::default();
         for job in self.schedules.jobs() {
+            // Scale-out: of several collectors only the lock holder fires a job.
+            let Some(_held) = self
+                .store
+                .try_lock_schedule(&job.tenant, &job.spec.job_id)?
+            else {
+                continue;
+            };
             self.evaluate(job, now, &mut summary)?;
         }
         self.dispatch(now, &mut summary)?;

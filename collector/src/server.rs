@@ -11,7 +11,7 @@ use crate::admin_socket;
 use crate::config::Settings;
 use crate::console_api;
 use crate::findings::FindingError;
-use crate::findings::pipeline::{Pipeline, PipelineOptions};
+use crate::findings::pipeline::Pipeline;
 use crate::metrics::Metrics;
 use crate::pki::{Pki, PkiError};
 use crate::scheduler::Scheduler;
@@ -127,7 +127,12 @@ impl Collector {
             addr: dir.display().to_string(),
             source,
         })?;
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.join("db"))?);
+        let store: Arc<dyn Store> = if settings.raw.backend.is_scaleout() {
+            crate::backend::open_collector_store(&settings)
+                .map_err(|e| StoreError::Backend(e.to_string()))?
+        } else {
+            Arc::new(SledStore::open(&dir.join("db"))?)
+        };
         Self::start_with_store(settings, store).await
     }
 
@@ -158,12 +163,11 @@ impl Collector {
             .load_rules()
             .map_err(|e| FindingError::Rules(e.to_string()))?;
         tracing::info!("{} compliance rules loaded", rules.rules().len());
-        let findings = Arc::new(Pipeline::open(
-            &settings.raw.data_dir,
+        let findings = Arc::new(crate::backend::open_pipeline(
+            &settings,
             store.clone(),
             Arc::new(rules),
             metrics.clone(),
-            PipelineOptions::default(),
         )?);
         let alerts = Arc::new(crate::alerts::AlertService::new(
             findings.finding_store().clone(),
@@ -223,7 +227,8 @@ impl Collector {
         // Findings are derived off the ack path, woken after each stored batch.
         // Disabled, the collector only ingests; the durable per-agent cursors let
         // a later start with the pipeline enabled catch up on everything stored.
-        if shared.settings.raw.findings_pipeline {
+        // Scale-out collectors only publish; `collector worker` derives findings.
+        if shared.settings.raw.findings_pipeline && !shared.settings.raw.backend.is_scaleout() {
             tasks.push(
                 shared
                     .findings

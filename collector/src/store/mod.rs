@@ -276,6 +276,17 @@ pub trait Store: Send + Sync + 'static {
         Ok(all)
     }
 
+    /// Cluster-wide right to evaluate one tenant's job schedule, held until the
+    /// guard drops; `None` while another collector holds it. A backend with a
+    /// single collector always grants it.
+    fn try_lock_schedule(
+        &self,
+        _tenant: &TenantId,
+        _job_id: &str,
+    ) -> StoreResult<Option<Box<dyn Send>>> {
+        Ok(Some(Box::new(())))
+    }
+
     /// The sled database behind the store, when it is sled (the findings
     /// pipeline keeps its own trees in it so one flush covers both).
     fn sled_db(&self) -> Option<sled::Db> {
