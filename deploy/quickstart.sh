@@ -72,6 +72,11 @@ echo "==> starting the agent (log: $DATA/agent.log)"
 $A run >"$DATA/agent.log" 2>&1 &
 pids+=($!)
 
+echo "==> console admin for the web UI"
+CONSOLE_PW="qs-$(od -An -N9 -tx1 /dev/urandom | tr -d ' \n')"
+printf '%s\n' "$CONSOLE_PW" | $C user create --email admin@demo.test --tenant demo --role admin --password-stdin >/dev/null
+echo "    web console: http://127.0.0.1:$CONSOLE_PORT/  (admin@demo.test / $CONSOLE_PW)"
+
 echo "==> results arriving (collector stats every 5 s)"
 start=$(date +%s)
 while :; do
@@ -95,6 +100,9 @@ $C findings search --tenant demo 'sort:-severity' --limit 10 || true
 echo
 echo "==> NIS2 posture"
 $C posture --tenant demo --framework nis2 --history 3 || true
+echo
+echo "==> NIS2 compliance report (PDF, generated in the background by the collector)"
+$C report create --tenant demo --framework nis2 --format pdf --out "$DATA/nis2-report.pdf" || true
 echo
 echo "==> collector metrics (http://127.0.0.1:$METRICS_PORT/metrics)"
 if command -v curl >/dev/null; then
