@@ -26,6 +26,7 @@
 //! outbox in the same transaction and only removed after the index commit.
 
 pub mod changes;
+pub mod optimistic;
 pub mod pipeline;
 pub mod posture;
 pub mod requests;
