@@ -6,6 +6,7 @@ pub mod admin_socket;
 pub mod config;
 pub mod console_api;
 pub mod findings;
+pub mod group_commit;
 pub mod metrics;
 pub mod pki;
 pub mod schedule;
@@ -15,6 +16,7 @@ pub mod server;
 pub mod session;
 pub mod store;
 pub mod time;
+pub mod udp_buffer;
 pub mod verifier;
 
 pub use config::{CollectorConfig, Settings};

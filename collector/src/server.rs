@@ -12,12 +12,14 @@ use crate::config::Settings;
 use crate::console_api;
 use crate::findings::FindingError;
 use crate::findings::pipeline::{Pipeline, PipelineOptions};
+use crate::group_commit::GroupCommit;
 use crate::metrics::Metrics;
 use crate::pki::{Pki, PkiError};
 use crate::scheduler::Scheduler;
 use crate::session;
 use crate::store::{SledStore, Store, StoreError};
 use crate::time::{Clock, SystemClock};
+use crate::udp_buffer;
 use crate::verifier::AgentCertVerifier;
 
 /// Failures while starting the collector.
@@ -65,6 +67,10 @@ pub struct Shared {
     pub findings: Arc<Pipeline>,
     /// Wakes the findings pipeline after a batch is stored.
     pub findings_notify: Arc<tokio::sync::Notify>,
+    /// Collector-wide group commit behind every ack.
+    pub commits: Arc<GroupCommit>,
+    /// Bounds the batches verified and stored at once (backpressure).
+    pub ingest_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// A started collector; dropping it does not stop it, call [`Collector::shutdown`].
@@ -161,7 +167,14 @@ impl Collector {
             metrics.clone(),
             PipelineOptions::default(),
         )?);
+        let ingest_slots = match settings.raw.ingest_concurrency {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let (commits, flusher) = GroupCommit::start(store.clone(), metrics.clone());
         let shared = Arc::new(Shared {
+            commits,
+            ingest_slots: Arc::new(tokio::sync::Semaphore::new(ingest_slots)),
             store,
             pki,
             metrics,
@@ -185,6 +198,9 @@ impl Collector {
         let reset_secret = shared.store.secret("quic-stateless-reset", fresh)?;
         let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &reset_secret);
         let socket = std::net::UdpSocket::bind(listen).map_err(bind_err)?;
+        let rcvbuf =
+            udp_buffer::grow_receive_buffer(&socket, shared.settings.raw.udp_receive_buffer);
+        tracing::info!("QUIC socket receive buffer: {rcvbuf:?} bytes");
         let runtime = quinn::default_runtime()
             .ok_or_else(|| StartError::Tls("no async runtime for QUIC".into()))?;
         // The connection-id key must survive restarts too, or the restarted
@@ -202,7 +218,10 @@ impl Collector {
             runtime,
         )
         .map_err(bind_err)?;
-        let mut tasks = vec![tokio::spawn(accept_loop(endpoint.clone(), shared.clone()))];
+        let mut tasks = vec![
+            tokio::spawn(accept_loop(endpoint.clone(), shared.clone())),
+            flusher,
+        ];
         // Cron has one-second resolution; waking on agent connects covers the rest.
         tasks.push(tokio::spawn(
             shared
