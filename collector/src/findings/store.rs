@@ -213,6 +213,7 @@ impl SledFindingStore {
         f: &mut dyn FnMut(&dyn FindingTx) -> Result<(), FindingError>,
     ) -> Result<(), FindingError> {
         let f = RefCell::new(f);
+        let _gate = crate::store::flush_gate::transaction();
         let result = <[sled::Tree] as Transactional<FindingError>>::transaction(
             self.trees.as_slice(),
             |trees: &Vec<TransactionalTree>| {
@@ -335,6 +336,7 @@ impl FindingStore for SledFindingStore {
     }
 
     fn flush(&self) -> Result<(), FindingError> {
+        let _gate = crate::store::flush_gate::flush();
         self.db.flush().map_err(backend)?;
         Ok(())
     }
