@@ -24,6 +24,22 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Pipeline options, with VIGIL_BENCH_TX_RECORDS, VIGIL_BENCH_INDEX_THREADS
+/// and VIGIL_BENCH_INDEX_HEAP_MB overriding the defaults.
+fn options() -> PipelineOptions {
+    let mut o = PipelineOptions::default();
+    o.tx_records = env_or("VIGIL_BENCH_TX_RECORDS", o.tx_records);
+    o.index.threads = env_or("VIGIL_BENCH_INDEX_THREADS", o.index.threads);
+    o.index.heap_bytes = env_or("VIGIL_BENCH_INDEX_HEAP_MB", o.index.heap_bytes >> 20) << 20;
+    println!(
+        "tx_records {}, index threads {}, index heap {} MiB",
+        o.tx_records,
+        o.index.threads,
+        o.index.heap_bytes >> 20
+    );
+    o
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -64,7 +80,7 @@ fn main() {
         store.clone(),
         Arc::new(rules::RuleSet::builtin().expect("rules")),
         Arc::new(Metrics::default()),
-        PipelineOptions::default(),
+        options(),
     )
     .expect("pipeline");
     println!(
