@@ -6,7 +6,8 @@
 # Defaults to the 10,000-agent synchronized burst of docs/benchmarks.md:
 #   --agents 10000 --tenants 20 --batches-per-agent 2 --records-per-batch 100
 #   --duration 45s --heartbeat 5s --enroll-parallel 16 --connect-parallel 128 --search-rate 5
-# Output and the collector log go to ${OUT:-/tmp/vigil-fleet}.
+# Output and the collector log go to ${OUT:-/tmp/vigil-fleet}; a 10,000-agent
+# run leaves several GB of collector data there, delete it afterwards.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
