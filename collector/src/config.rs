@@ -108,6 +108,10 @@ pub struct CollectorConfig {
     pub alerts: crate::alerts::AlertsConfig,
     /// Storage backend: embedded (default) or scale-out (`docs/scaleout.md`).
     pub backend: crate::backend::BackendConfig,
+    /// Receive buffer requested for the QUIC UDP socket, in bytes (0: the OS default).
+    pub udp_receive_buffer: usize,
+    /// Batches verified and stored at once (0: one per CPU); more wait, unread.
+    pub ingest_concurrency: usize,
     /// Per-tenant scope and jobs.
     pub tenants: BTreeMap<String, TenantConfig>,
 }
@@ -123,6 +127,8 @@ impl Default for CollectorConfig {
             console_trusted_proxies: Vec::new(),
             rules_dir: String::new(),
             findings_pipeline: true,
+            udp_receive_buffer: 8 * 1024 * 1024,
+            ingest_concurrency: 0,
             agent_cert_lifetime: "30d".into(),
             token_ttl: "24h".into(),
             heartbeat_interval: "15s".into(),
@@ -286,6 +292,9 @@ impl CollectorConfig {
         }
         if self.server_names.is_empty() {
             return Err(invalid("server_names", "at least one name is required"));
+        }
+        if self.ingest_concurrency > 1024 {
+            return Err(invalid("ingest_concurrency", "must be at most 1024"));
         }
         if self.max_frame_bytes < 64 * 1024 {
             return Err(invalid("max_frame_bytes", "must be at least 65536"));

@@ -8,6 +8,7 @@ pub mod backend;
 pub mod config;
 pub mod console_api;
 pub mod findings;
+pub mod group_commit;
 pub mod metrics;
 pub mod nats;
 pub mod pg;
@@ -19,6 +20,7 @@ pub mod server;
 pub mod session;
 pub mod store;
 pub mod time;
+pub mod udp_buffer;
 pub mod verifier;
 
 pub use config::{CollectorConfig, Settings};

@@ -66,6 +66,10 @@ pub struct Metrics {
     pub alerts_muted: AtomicU64,
     /// Alert deliveries waiting for an attempt (gauge).
     pub alerts_pending: AtomicU64,
+    /// Store flushes by the collector-wide group commit.
+    pub group_commits: AtomicU64,
+    /// Batches waiting for an ingest slot (gauge; backpressure when > 0).
+    pub ingest_waiting: AtomicU64,
 }
 
 fn line(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
@@ -144,6 +148,18 @@ impl Metrics {
                 "counter",
                 "Result records durably stored since start.",
                 get(&self.records_stored),
+            ),
+            (
+                "vigil_group_commits_total",
+                "counter",
+                "Store flushes, each acknowledging every batch stored before it.",
+                get(&self.group_commits),
+            ),
+            (
+                "vigil_ingest_waiting",
+                "gauge",
+                "Received batches waiting for an ingest slot (backpressure).",
+                get(&self.ingest_waiting),
             ),
             (
                 "vigil_acks_sent_total",

@@ -12,12 +12,14 @@ use crate::config::Settings;
 use crate::console_api;
 use crate::findings::FindingError;
 use crate::findings::pipeline::Pipeline;
+use crate::group_commit::GroupCommit;
 use crate::metrics::Metrics;
 use crate::pki::{Pki, PkiError};
 use crate::scheduler::Scheduler;
 use crate::session;
 use crate::store::{SledStore, Store, StoreError};
 use crate::time::{Clock, SystemClock};
+use crate::udp_buffer;
 use crate::verifier::AgentCertVerifier;
 
 /// Failures while starting the collector.
@@ -67,6 +69,10 @@ pub struct Shared {
     pub findings_notify: Arc<tokio::sync::Notify>,
     /// Alert channels, rules, mute windows and the delivery queue.
     pub alerts: Arc<crate::alerts::AlertService>,
+    /// Collector-wide group commit behind every ack.
+    pub commits: Arc<GroupCommit>,
+    /// Bounds the batches verified and stored at once (backpressure).
+    pub ingest_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// A started collector; dropping it does not stop it, call [`Collector::shutdown`].
@@ -174,8 +180,15 @@ impl Collector {
             settings.alerts.clone(),
             metrics.clone(),
         ));
+        let ingest_slots = match settings.raw.ingest_concurrency {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let (commits, flusher) = GroupCommit::start(store.clone(), metrics.clone());
         let shared = Arc::new(Shared {
             alerts,
+            commits,
+            ingest_slots: Arc::new(tokio::sync::Semaphore::new(ingest_slots)),
             store,
             pki,
             metrics,
@@ -199,6 +212,9 @@ impl Collector {
         let reset_secret = shared.store.secret("quic-stateless-reset", fresh)?;
         let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &reset_secret);
         let socket = std::net::UdpSocket::bind(listen).map_err(bind_err)?;
+        let rcvbuf =
+            udp_buffer::grow_receive_buffer(&socket, shared.settings.raw.udp_receive_buffer);
+        tracing::info!("QUIC socket receive buffer: {rcvbuf:?} bytes");
         let runtime = quinn::default_runtime()
             .ok_or_else(|| StartError::Tls("no async runtime for QUIC".into()))?;
         // The connection-id key must survive restarts too, or the restarted
@@ -216,7 +232,10 @@ impl Collector {
             runtime,
         )
         .map_err(bind_err)?;
-        let mut tasks = vec![tokio::spawn(accept_loop(endpoint.clone(), shared.clone()))];
+        let mut tasks = vec![
+            tokio::spawn(accept_loop(endpoint.clone(), shared.clone())),
+            flusher,
+        ];
         // Cron has one-second resolution; waking on agent connects covers the rest.
         tasks.push(tokio::spawn(
             shared

@@ -283,10 +283,11 @@ async fn agent(
     // Welcome tells the agent it may delete everything up to `last` from its
     // spool, so `last` must be durable first: an earlier session may have stored
     // batches whose flush and ack never happened.
-    let store = shared.store.clone();
-    tokio::task::spawn_blocking(move || store.flush())
+    shared
+        .commits
+        .durable()
         .await
-        .map_err(|e| SessionError::Refused(format!("flush task failed: {e}")))??;
+        .map_err(|e| SessionError::Refused(e.to_string()))?;
     let last = shared.store.delivery(&id.tenant, &id.agent)?.last_sequence;
     let _ = out.send(welcome(shared, version, last)).await;
     let jobs = shared
@@ -328,7 +329,7 @@ async fn ingest(
     while let Some(msg) = reader.next().await? {
         match msg {
             Message::Batch(batch) => {
-                let sequence = match accept_batch(shared, id, key, batch) {
+                let sequence = match accept_batch_bounded(shared, id, key, batch).await {
                     Ok(seq) => seq,
                     Err((code, why)) => {
                         Metrics::inc(&shared.metrics.batches_rejected);
@@ -388,6 +389,30 @@ async fn ingest(
     Ok(())
 }
 
+/// Runs [`accept_batch`] off the async workers once an ingest slot is free.
+/// Until then this session reads nothing more, so QUIC flow control holds the
+/// agent back while the workers keep every connection (and its heartbeats) alive.
+async fn accept_batch_bounded(
+    shared: &Arc<Shared>,
+    id: &AgentIdentity,
+    key: &protocol::VerifyingKey,
+    batch: SignedBatch,
+) -> Result<u64, (ErrorCode, String)> {
+    let internal = |e: &dyn std::fmt::Display| (ErrorCode::Internal, e.to_string());
+    let waiting = &shared.metrics.ingest_waiting;
+    waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let slot = shared.ingest_slots.clone().acquire_owned().await;
+    waiting.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    let slot = slot.map_err(|e| internal(&e))?;
+    let (s, id, key) = (shared.clone(), id.clone(), *key);
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        accept_batch(&s, &id, &key, batch)
+    })
+    .await
+    .map_err(|e| internal(&e))?
+}
+
 /// Verifies and stores one batch; returns its sequence (also for replays).
 fn accept_batch(
     shared: &Shared,
@@ -438,7 +463,8 @@ fn accept_batch(
     Ok(body.sequence)
 }
 
-/// Group commit: one flush covers every batch stored while the previous flush ran.
+/// Acks what the collector-wide group commit made durable: one flush covers
+/// every batch stored, by any session, while the previous flush ran.
 async fn ack_loop(
     shared: Arc<Shared>,
     mut stored: watch::Receiver<u64>,
@@ -446,17 +472,9 @@ async fn ack_loop(
 ) {
     while stored.changed().await.is_ok() {
         let sequence = *stored.borrow_and_update();
-        let store = shared.store.clone();
-        match tokio::task::spawn_blocking(move || store.flush()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!("flush failed, not acknowledging: {e}");
-                return;
-            }
-            Err(e) => {
-                tracing::error!("flush task failed: {e}");
-                return;
-            }
+        if let Err(e) = shared.commits.durable().await {
+            tracing::error!("not acknowledging: {e}");
+            return;
         }
         Metrics::inc(&shared.metrics.acks_sent);
         if out.send(Message::Ack(Ack { sequence })).await.is_err() {

@@ -21,6 +21,7 @@ use agent::AgentState;
 use agent::enroll::EnrollOptions;
 use collector::Collector;
 use collector::admin::{AdminRequest, AgentSummary, CreatedToken};
+use collector::findings::requests::FindingsRequest;
 use protocol::{
     BatchBody, CertificateInfo, DmarcRecord, DnsObservation, Heartbeat, HttpObservation, Message,
     Observation, PortObservation, PortState, Record, SpfRecord, TenantId, TlsObservation,
@@ -84,6 +85,9 @@ pub struct FleetOptions {
     pub sockets: usize,
     /// Where the agents' enrolled identities are written.
     pub state_dir: PathBuf,
+    /// Findings searches per second issued while streaming and until the
+    /// pipeline caught up (0: none), through the collector's findings API.
+    pub search_rate: f64,
 }
 
 impl FleetOptions {
@@ -102,6 +106,7 @@ impl FleetOptions {
             connect_parallel: 64,
             sockets: 1,
             state_dir: state_dir.to_path_buf(),
+            search_rate: 0.0,
         }
     }
 }
@@ -568,6 +573,99 @@ pub struct FleetReport {
     pub cpu_includes_simulator: bool,
     /// Record size encoded, bytes (average over a sample batch).
     pub record_bytes: usize,
+    /// Searches issued while ingesting, with latency percentiles (p50, p99, max) and failures.
+    pub searches: Option<SearchLoad>,
+}
+
+/// Searches issued at a steady rate while the collector ingests and indexes.
+#[derive(Debug, Clone, Default)]
+pub struct SearchLoad {
+    /// Searches answered.
+    pub answered: u64,
+    /// Searches that failed (with the first error).
+    pub failed: Vec<String>,
+    /// Latency percentiles (p50, p99, max).
+    pub latency: (Duration, Duration, Duration),
+    /// Mean documents matched per search.
+    pub mean_matches: f64,
+}
+
+/// Query mix of the search load: broad facetted queries like the console's.
+const SEARCH_MIX: &[&str] = &[
+    "severity:>=high -state:resolved",
+    "port:3389",
+    "rule:tls.* sort:-last_seen",
+    "framework:nis2",
+    "seen:>now-7d sort:-last_seen",
+    "days_left:<14",
+    "",
+];
+
+/// Issues searches at `rate` per second round-robin over tenants and the
+/// query mix until `stop` fires; the collector answers each through the same
+/// findings request handler the console API uses.
+async fn search_load(
+    target: &Target<'_>,
+    tenants: usize,
+    rate: f64,
+    mut stop: watch::Receiver<bool>,
+) -> SearchLoad {
+    let mut load = SearchLoad::default();
+    let mut lat = Vec::new();
+    let mut matches = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.01)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut i = 0usize;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        let Ok(tenant) = TenantId::new(format!("fleet-{}", i % tenants.max(1))) else {
+            break;
+        };
+        let req = AdminRequest::Findings(FindingsRequest::Search {
+            tenant,
+            query: SEARCH_MIX[i % SEARCH_MIX.len()].to_string(),
+            limit: Some(20),
+            offset: None,
+            facets: true,
+        });
+        i += 1;
+        let t = Instant::now();
+        match target.admin(&req).await {
+            Ok(v) => {
+                lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                load.answered += 1;
+                matches += v.get("total").and_then(|t| t.as_u64()).unwrap_or(0);
+            }
+            Err(e) => load.failed.push(e.to_string()),
+        }
+    }
+    lat.sort_unstable();
+    load.latency = (
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+        percentile(&lat, 1.0),
+    );
+    load.mean_matches = matches as f64 / load.answered.max(1) as f64;
+    load
+}
+
+/// A client endpoint like an agent's, but with a receive buffer sized for
+/// thousands of connections' acks and heartbeats on one socket.
+fn client_endpoint(remote: SocketAddr) -> Result<quinn::Endpoint, FleetError> {
+    let setup = |e: &dyn std::fmt::Display| FleetError::Setup(e.to_string());
+    let bind: SocketAddr = if remote.is_ipv4() {
+        ([127, 0, 0, 1], 0).into()
+    } else {
+        (std::net::Ipv6Addr::LOCALHOST, 0).into()
+    };
+    let socket = std::net::UdpSocket::bind(bind).map_err(|e| setup(&e))?;
+    collector::udp_buffer::grow_receive_buffer(&socket, 8 << 20);
+    let runtime = quinn::default_runtime().ok_or_else(|| setup(&"no async runtime"))?;
+    quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)
+        .map_err(|e| setup(&e))
 }
 
 fn now_ms() -> u64 {
@@ -593,9 +691,7 @@ pub async fn run_fleet(
 ) -> Result<FleetReport, FleetError> {
     let mut endpoints = Vec::new();
     for _ in 0..opts.sockets.max(1) {
-        endpoints.push(
-            agent::link::endpoint(target.addr()).map_err(|e| FleetError::Setup(e.to_string()))?,
-        );
+        endpoints.push(client_endpoint(target.addr())?);
     }
     let connected = Arc::new(AtomicU64::new(0));
     let (start_tx, start_rx) = watch::channel(false);
@@ -659,82 +755,101 @@ pub async fn run_fleet(
     let cpu_before = proc_sample(target.pid());
     let t_stream = Instant::now();
     start_tx.send_replace(true);
-    // The sender lives until every agent is done, so `stop.changed()` only
-    // ever fires on a real stop.
-    let stop_tx = Arc::new(stop_tx);
-    let stopper = (opts.duration > Duration::ZERO).then(|| {
-        let (d, stop_tx) = (opts.duration, stop_tx.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep(d).await;
-            stop_tx.send_replace(true);
-        })
-    });
-    let mut runs = Vec::with_capacity(agents);
-    let mut last_ack = t_stream;
-    for t in tasks {
-        match t.await {
-            Ok(Ok((run, at))) => {
-                last_ack = last_ack.max(at);
-                runs.push(run);
-            }
-            Ok(Err(_)) => {}
-            Err(e) => first_error
-                .lock()
-                .map(|mut v| v.push(e.to_string()))
-                .unwrap_or(()),
+    let (search_stop, search_stopped) = watch::channel(false);
+    let searches = async {
+        if opts.search_rate > 0.0 {
+            Some(search_load(target, opts.tenants, opts.search_rate, search_stopped).await)
+        } else {
+            None
         }
-    }
-    if let Some(s) = stopper {
-        s.abort();
-    }
-    drop(stop_tx);
-    // Throughput is measured up to the last ack, not including idle heartbeat time.
-    let stream_time = if opts.batches_per_agent == 0 {
-        opts.duration
-    } else {
-        last_ack.duration_since(t_stream)
-    }
-    .max(Duration::from_millis(1));
-    let after = target.counters().await?;
-    let cpu_after = proc_sample(target.pid());
-    let secs = stream_time.as_secs_f64();
-    let mut lat = Vec::new();
-    for r in &runs {
-        report.batches_sent += r.batches_sent;
-        report.batches_acked += r.batches_acked;
-        report.records_acked += r.records_acked;
-        report.heartbeats.0 += r.heartbeats_sent;
-        report.heartbeats.1 += r.heartbeats_answered;
-        lat.extend_from_slice(&r.latencies_us);
-    }
-    lat.sort_unstable();
-    report.ack_latency = (
-        percentile(&lat, 0.50),
-        percentile(&lat, 0.99),
-        percentile(&lat, 1.0),
-    );
-    report.stream_time = stream_time;
-    report.records_per_sec = report.records_acked as f64 / secs;
-    report.stored_per_sec =
-        after.records_stored.saturating_sub(before.records_stored) as f64 / secs;
-    if let (Some(a), Some(b)) = (after.records_processed, before.records_processed) {
-        report.processed_per_sec = Some(a.saturating_sub(b) as f64 / secs);
-        // How long the findings pipeline needs to catch up with ingest (bounded wait).
-        let t = Instant::now();
-        let target_records = after.records_stored;
-        let deadline = t + Duration::from_secs(120);
-        loop {
-            let c = target.counters().await?;
-            if c.records_processed.unwrap_or(0) >= target_records {
-                report.processing_catch_up = Some(t.elapsed());
-                break;
+    };
+    let streaming = async {
+        let r = async {
+            // The sender lives until every agent is done, so `stop.changed()` only
+            // ever fires on a real stop.
+            let stop_tx = Arc::new(stop_tx);
+            let stopper = (opts.duration > Duration::ZERO).then(|| {
+                let (d, stop_tx) = (opts.duration, stop_tx.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(d).await;
+                    stop_tx.send_replace(true);
+                })
+            });
+            let mut runs = Vec::with_capacity(agents);
+            let mut last_ack = t_stream;
+            for t in tasks {
+                match t.await {
+                    Ok(Ok((run, at))) => {
+                        last_ack = last_ack.max(at);
+                        runs.push(run);
+                    }
+                    Ok(Err(_)) => {}
+                    Err(e) => first_error
+                        .lock()
+                        .map(|mut v| v.push(e.to_string()))
+                        .unwrap_or(()),
+                }
             }
-            if Instant::now() > deadline {
-                break;
+            if let Some(s) = stopper {
+                s.abort();
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            drop(stop_tx);
+            // Throughput is measured up to the last ack, not including idle heartbeat time.
+            let stream_time = if opts.batches_per_agent == 0 {
+                opts.duration
+            } else {
+                last_ack.duration_since(t_stream)
+            }
+            .max(Duration::from_millis(1));
+            let after = target.counters().await?;
+            let cpu_after = proc_sample(target.pid());
+            let secs = stream_time.as_secs_f64();
+            let mut lat = Vec::new();
+            for r in &runs {
+                report.batches_sent += r.batches_sent;
+                report.batches_acked += r.batches_acked;
+                report.records_acked += r.records_acked;
+                report.heartbeats.0 += r.heartbeats_sent;
+                report.heartbeats.1 += r.heartbeats_answered;
+                lat.extend_from_slice(&r.latencies_us);
+            }
+            lat.sort_unstable();
+            report.ack_latency = (
+                percentile(&lat, 0.50),
+                percentile(&lat, 0.99),
+                percentile(&lat, 1.0),
+            );
+            report.stream_time = stream_time;
+            report.records_per_sec = report.records_acked as f64 / secs;
+            report.stored_per_sec =
+                after.records_stored.saturating_sub(before.records_stored) as f64 / secs;
+            if let (Some(a), Some(b)) = (after.records_processed, before.records_processed) {
+                report.processed_per_sec = Some(a.saturating_sub(b) as f64 / secs);
+                // How long the findings pipeline needs to catch up with ingest (bounded wait).
+                let t = Instant::now();
+                let target_records = after.records_stored;
+                let deadline = t + Duration::from_secs(120);
+                loop {
+                    let c = target.counters().await?;
+                    if c.records_processed.unwrap_or(0) >= target_records {
+                        report.processing_catch_up = Some(t.elapsed());
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            Ok::<_, FleetError>((cpu_after, secs))
         }
-    }
+        .await;
+        search_stop.send_replace(true);
+        r
+    };
+    let (streamed, searched) = tokio::join!(streaming, searches);
+    let (cpu_after, secs) = streamed?;
+    report.searches = searched;
     if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
         report.cpu_cores = Some(a.cpu.abs_diff(b.cpu).as_secs_f64() / secs);
         report.rss_bytes = Some(b.rss_bytes);
@@ -1065,6 +1180,18 @@ impl FleetReport {
             _ => {
                 let _ = writeln!(s, "{who} CPU/RSS: unavailable");
             }
+        }
+        if let Some(q) = &self.searches {
+            let _ = writeln!(
+                s,
+                "searches while ingesting: {} answered, {} failed; p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms; {:.0} matches on average",
+                q.answered,
+                q.failed.len(),
+                ms(q.latency.0),
+                ms(q.latency.1),
+                ms(q.latency.2),
+                q.mean_matches
+            );
         }
         if !self.failures.is_empty() {
             let _ = writeln!(

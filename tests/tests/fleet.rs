@@ -1,6 +1,7 @@
 //! A small fleet in CI: 50 agents, each enrolled with its own certificate and
 //! signing key, share one client socket and stream realistic batches plus
-//! heartbeats; every batch is acknowledged exactly once and stored once.
+//! heartbeats while searches run; every batch is acknowledged exactly once
+//! and stored once, and every search is answered.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -21,6 +22,8 @@ async fn fifty_agents_stream_and_every_batch_is_acked_exactly_once() {
     opts.heartbeat = Some(Duration::from_millis(500));
     // Stay connected a little after the last ack so heartbeats flow too.
     opts.duration = Duration::from_secs(3);
+    // Console-style facetted searches while the batches are ingested and indexed.
+    opts.search_rate = 10.0;
     let states = enroll_fleet(&target, &opts).await.unwrap();
     // Every agent has its own identity and signing key.
     let mut keys = HashMap::new();
@@ -44,11 +47,19 @@ async fn fifty_agents_stream_and_every_batch_is_acked_exactly_once() {
     assert!(report.heartbeats.0 >= 50, "{:?}", report.heartbeats);
     assert_eq!(report.heartbeats.0, report.heartbeats.1);
     assert!(report.ack_latency.1 >= report.ack_latency.0);
+    let searches = report.searches.as_ref().unwrap();
+    assert!(searches.failed.is_empty(), "{:?}", searches.failed);
+    assert!(searches.answered >= 10, "{searches:?}");
+    assert!(searches.latency.1 >= searches.latency.0);
     let m = collector.metrics();
-    assert_eq!(
-        m.batches_duplicate
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(get(&m.batches_duplicate), 0);
+    // Collector-wide group commit: sessions share flushes (one per session
+    // welcome and one per ack if nothing were shared).
+    let (flushes, acks) = (get(&m.group_commits), get(&m.acks_sent));
+    assert!(
+        flushes > 0 && flushes < acks + 50,
+        "{flushes} flushes for {acks} acks"
     );
     let store = collector.store();
     for s in &states {

@@ -26,6 +26,7 @@
 //! outbox in the same transaction and only removed after the index commit.
 
 pub mod changes;
+pub mod optimistic;
 pub mod pipeline;
 pub mod posture;
 pub mod requests;
@@ -454,41 +455,102 @@ pub fn apply_batch(
     records: &[Record],
     version: u64,
 ) -> Result<BatchEffects, FindingError> {
-    let t = tenant.as_str();
-    let runs = group_runs(t, rules, records);
-    let origin = format!("{agent}#{sequence}");
-    let version = version.to_be_bytes();
-    let ckey = cursor_key(tenant, agent);
+    let batch = EvaluatedBatch::new(rules, tenant, agent, sequence, records, version);
     let mut effects = BatchEffects::default();
     fs.transact(&mut |tx| {
-        effects = BatchEffects::default();
-        let done = tx
-            .get(Space::Cursors, &ckey)?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-            .map(u64::from_be_bytes)
-            .unwrap_or(0);
-        if sequence <= done {
-            return Ok(());
-        }
-        effects.applied = true;
-        effects.records = records.len() as u64;
-        let mut kinds: Vec<String> =
-            get_json(tx, Space::TenantKinds, t.as_bytes())?.unwrap_or_default();
-        let kinds_before = kinds.len();
-        for run in &runs {
-            let check = run.kind.as_str();
-            if !kinds.iter().any(|k| k == check) {
-                kinds.push(check.to_string());
-            }
-            apply_findings(tx, t, run, &version, &mut effects)?;
-            apply_changes(tx, t, run, &origin, &version, &mut effects)?;
-        }
-        if kinds.len() != kinds_before {
-            kinds.sort();
-            tx.put(Space::TenantKinds, t.as_bytes(), &enc(&kinds)?)?;
-        }
-        tx.put(Space::Cursors, &ckey, &sequence.to_be_bytes())
+        effects = apply_batch_tx(tx, &batch)?;
+        Ok(())
     })?;
+    Ok(effects)
+}
+
+/// Applies many batches in one transaction, each exactly as [`apply_batch`]
+/// would (later batches see the earlier ones' writes). Sharing the commit
+/// amortises its cost and writes a key touched by several batches only once.
+pub fn apply_batches(
+    fs: &dyn FindingStore,
+    batches: &[EvaluatedBatch],
+) -> Result<Vec<BatchEffects>, FindingError> {
+    let mut effects = Vec::with_capacity(batches.len());
+    fs.transact(&mut |tx| {
+        effects.clear();
+        for b in batches {
+            effects.push(apply_batch_tx(tx, b)?);
+        }
+        Ok(())
+    })?;
+    Ok(effects)
+}
+
+/// A batch with its rules evaluated, ready to apply: evaluation happens once,
+/// outside the transaction, which the backend may retry.
+pub struct EvaluatedBatch {
+    tenant: TenantId,
+    agent: AgentId,
+    sequence: u64,
+    records: u64,
+    runs: Vec<Run>,
+    version: [u8; 8],
+}
+
+impl EvaluatedBatch {
+    /// Evaluates `records` of the batch `sequence` of `agent` against `rules`.
+    pub fn new(
+        rules: &RuleSet,
+        tenant: &TenantId,
+        agent: &AgentId,
+        sequence: u64,
+        records: &[Record],
+        version: u64,
+    ) -> Self {
+        Self {
+            tenant: tenant.clone(),
+            agent: agent.clone(),
+            sequence,
+            records: records.len() as u64,
+            runs: group_runs(tenant.as_str(), rules, records),
+            version: version.to_be_bytes(),
+        }
+    }
+}
+
+/// Applies one evaluated batch inside `tx`: lifecycle, change events, assessed
+/// kinds and the agent's cursor. Skipped when the cursor is already past it.
+pub fn apply_batch_tx(
+    tx: &dyn FindingTx,
+    batch: &EvaluatedBatch,
+) -> Result<BatchEffects, FindingError> {
+    let t = batch.tenant.as_str();
+    let (runs, version, sequence) = (&batch.runs, &batch.version, batch.sequence);
+    let origin = format!("{}#{sequence}", batch.agent);
+    let ckey = cursor_key(&batch.tenant, &batch.agent);
+    let mut effects = BatchEffects::default();
+    let done = tx
+        .get(Space::Cursors, &ckey)?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0);
+    if sequence <= done {
+        return Ok(effects);
+    }
+    effects.applied = true;
+    effects.records = batch.records;
+    let mut kinds: Vec<String> =
+        get_json(tx, Space::TenantKinds, t.as_bytes())?.unwrap_or_default();
+    let kinds_before = kinds.len();
+    for run in runs {
+        let check = run.kind.as_str();
+        if !kinds.iter().any(|k| k == check) {
+            kinds.push(check.to_string());
+        }
+        apply_findings(tx, t, run, version, &mut effects)?;
+        apply_changes(tx, t, run, &origin, version, &mut effects)?;
+    }
+    if kinds.len() != kinds_before {
+        kinds.sort();
+        tx.put(Space::TenantKinds, t.as_bytes(), &enc(&kinds)?)?;
+    }
+    tx.put(Space::Cursors, &ckey, &sequence.to_be_bytes())?;
     Ok(effects)
 }
 
@@ -783,6 +845,51 @@ mod tests {
                 .iter()
                 .all(|f| f.state != FindingState::Resolved)
         );
+    }
+
+    #[test]
+    fn batches_in_one_transaction_match_one_by_one() {
+        let rules = RuleSet::builtin().unwrap();
+        let t = TenantId::new("acme").unwrap();
+        let (a, b) = (AgentId::new("ag-1").unwrap(), AgentId::new("ag-2").unwrap());
+        let plan: Vec<(&AgentId, u64, Vec<Record>)> = vec![
+            (&a, 1, vec![port(23, "telnet", 10), port(3389, "rdp", 10)]),
+            (&b, 1, vec![port(23, "telnet", 11)]),
+            (&a, 2, vec![port(22, "ssh", 20)]),
+            (&a, 3, vec![port(23, "telnet", 30)]),
+            (&b, 2, vec![port(445, "smb", 31)]),
+            // Already applied in the same transaction: skipped.
+            (&a, 2, vec![port(80, "http", 40)]),
+        ];
+        let one = tempfile::tempdir().unwrap();
+        let one = SledFindingStore::open(sled::open(one.path()).unwrap()).unwrap();
+        let mut expected = Vec::new();
+        for (i, (agent, seq, recs)) in plan.iter().enumerate() {
+            expected.push(apply_batch(&one, &rules, &t, agent, *seq, recs, i as u64).unwrap());
+        }
+        let many = tempfile::tempdir().unwrap();
+        let many = SledFindingStore::open(sled::open(many.path()).unwrap()).unwrap();
+        let evaluated: Vec<_> = plan
+            .iter()
+            .enumerate()
+            .map(|(i, (agent, seq, recs))| {
+                EvaluatedBatch::new(&rules, &t, agent, *seq, recs, i as u64)
+            })
+            .collect();
+        assert_eq!(apply_batches(&many, &evaluated).unwrap(), expected);
+        assert!(expected.iter().any(|e| e.resolved > 0) && expected.iter().any(|e| e.reopened > 0));
+        assert!(!expected[5].applied);
+        for space in [
+            Space::Findings,
+            Space::OpenSets,
+            Space::Assets,
+            Space::Changes,
+            Space::Cursors,
+            Space::TenantKinds,
+        ] {
+            let all = |fs: &SledFindingStore| fs.scan(space, b"", None, false, usize::MAX).unwrap();
+            assert_eq!(all(&one), all(&many), "{space:?}");
+        }
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! The processor runs beside ingest, never on the ack path: the session only
 //! signals a [`tokio::sync::Notify`] after storing a batch. Each pass reads, per
-//! agent, the stored batches past its processing cursor, applies them (see
-//! [`super::apply_batch`]), then drains the index outbox into one Tantivy commit.
+//! agent, the stored batches past its processing cursor, applies them with
+//! several agents' batches per transaction (see [`super::apply_batches`]), then drains the index outbox into one Tantivy commit.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -20,8 +20,8 @@ use super::changes::{AssetState, ChangeEvent, ChangeType};
 use super::posture::{self, Posture, PostureSnapshot};
 use super::store::{FindingError, FindingStore, SledFindingStore, Space};
 use super::{
-    FindingRecord, Suppression, SuppressionKind, apply_batch, asset_key, cursor, dec, enc,
-    put_change, put_finding, tenant_key, tenant_prefix,
+    EvaluatedBatch, FindingRecord, Suppression, SuppressionKind, apply_batches, asset_key, cursor,
+    dec, enc, put_change, put_finding, tenant_key, tenant_prefix,
 };
 use crate::metrics::Metrics;
 use crate::search::{IndexDoc, IndexOptions, SearchIndex, SearchResults};
@@ -35,6 +35,8 @@ pub struct PipelineOptions {
     pub batches_per_agent: usize,
     /// Outbox entries indexed per commit.
     pub index_chunk: usize,
+    /// Records (across agents) applied per findings transaction.
+    pub tx_records: usize,
     /// An asset not observed for this long gets an ASSET_DISAPPEARED event.
     pub disappear_after: Duration,
     /// Shortest interval between automatic posture history recomputations per tenant.
@@ -48,6 +50,7 @@ impl Default for PipelineOptions {
         Self {
             batches_per_agent: 64,
             index_chunk: 20_000,
+            tx_records: 10_000,
             disappear_after: Duration::from_secs(7 * 86_400),
             history_interval: Duration::from_secs(10),
             index: IndexOptions::default(),
@@ -221,7 +224,50 @@ impl Pipeline {
         let _pass = lock(&self.pass_lock);
         let mut stats = PassStats::default();
         let mut touched = BTreeSet::new();
+        // Indexing runs on its own thread while later transactions are applied,
+        // so the two halves of the pipeline use both cores.
+        let (wake, woken) = std::sync::mpsc::channel::<()>();
+        let (applied, drained) = std::thread::scope(|s| {
+            let indexer = s.spawn(move || -> Result<u64, FindingError> {
+                let mut n = 0;
+                while woken.recv().is_ok() {
+                    while woken.try_recv().is_ok() {}
+                    n += self.drain_outbox()?;
+                }
+                Ok(n)
+            });
+            let applied = self.apply_all(&mut stats, &mut touched, &wake);
+            drop(wake);
+            let drained = indexer
+                .join()
+                .unwrap_or_else(|_| Err(FindingError::Index("indexer thread panicked".into())));
+            (applied, drained)
+        });
+        applied?;
+        stats.indexed = drained? + self.drain_outbox()?;
+        for t in touched {
+            self.maybe_record_history(&t, now)?;
+        }
+        let sweep_due =
+            lock(&self.last_sweep).is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+        if sweep_due {
+            *lock(&self.last_sweep) = Some(Instant::now());
+            self.sweep_disappeared(now)?;
+        }
+        Ok(stats)
+    }
+
+    /// Applies pending batches (bounded per agent) in transactions of about
+    /// `tx_records` records, waking the indexer after each.
+    fn apply_all(
+        &self,
+        stats: &mut PassStats,
+        touched: &mut BTreeSet<String>,
+        wake: &std::sync::mpsc::Sender<()>,
+    ) -> Result<(), FindingError> {
         let mut lag = 0u64;
+        let mut pending = Vec::new();
+        let mut pending_records = 0;
         for (tenant, agent, counts) in self.store.all_deliveries()? {
             let done = cursor(self.fs.as_ref(), &tenant, &agent)?;
             if counts.last_sequence <= done {
@@ -233,30 +279,20 @@ impl Pipeline {
             for b in &batches {
                 // A batch that fails verification is applied as empty: it advances the cursor.
                 let records = self.decode(&tenant, &agent, b).unwrap_or_default();
-                let effects = apply_batch(
-                    self.fs.as_ref(),
+                pending_records += records.len();
+                pending.push(EvaluatedBatch::new(
                     &self.rules,
                     &tenant,
                     &agent,
                     b.sequence,
                     &records,
                     self.next_version(),
-                )?;
-                if effects.applied {
-                    stats.batches += 1;
-                    stats.records += effects.records;
-                    let m = &self.metrics;
-                    Metrics::inc(&m.findings_batches_processed);
-                    m.findings_records_evaluated
-                        .fetch_add(effects.records, Ordering::Relaxed);
-                    m.findings_new.fetch_add(effects.new, Ordering::Relaxed);
-                    m.findings_resolved
-                        .fetch_add(effects.resolved, Ordering::Relaxed);
-                    m.findings_reopened
-                        .fetch_add(effects.reopened, Ordering::Relaxed);
-                    m.change_events
-                        .fetch_add(effects.changes, Ordering::Relaxed);
-                }
+                ));
+            }
+            if pending_records >= self.opts.tx_records {
+                self.apply_pending(&mut pending, stats)?;
+                pending_records = 0;
+                let _ = wake.send(());
             }
             let now_done = batches.last().map_or(done, |b| b.sequence);
             lag += counts.last_sequence.saturating_sub(now_done);
@@ -267,20 +303,40 @@ impl Pipeline {
                 touched.insert(tenant.to_string());
             }
         }
+        self.apply_pending(&mut pending, stats)?;
         self.metrics
             .findings_lag_batches
             .store(lag, Ordering::Relaxed);
-        stats.indexed = self.drain_outbox()?;
-        for t in touched {
-            self.maybe_record_history(&t, now)?;
+        Ok(())
+    }
+
+    /// Applies the evaluated batches in one transaction and counts their effects.
+    fn apply_pending(
+        &self,
+        pending: &mut Vec<EvaluatedBatch>,
+        stats: &mut PassStats,
+    ) -> Result<(), FindingError> {
+        if pending.is_empty() {
+            return Ok(());
         }
-        let sweep_due =
-            lock(&self.last_sweep).is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
-        if sweep_due {
-            *lock(&self.last_sweep) = Some(Instant::now());
-            self.sweep_disappeared(now)?;
+        let all = apply_batches(self.fs.as_ref(), pending)?;
+        pending.clear();
+        let m = &self.metrics;
+        for effects in all.into_iter().filter(|e| e.applied) {
+            stats.batches += 1;
+            stats.records += effects.records;
+            Metrics::inc(&m.findings_batches_processed);
+            m.findings_records_evaluated
+                .fetch_add(effects.records, Ordering::Relaxed);
+            m.findings_new.fetch_add(effects.new, Ordering::Relaxed);
+            m.findings_resolved
+                .fetch_add(effects.resolved, Ordering::Relaxed);
+            m.findings_reopened
+                .fetch_add(effects.reopened, Ordering::Relaxed);
+            m.change_events
+                .fetch_add(effects.changes, Ordering::Relaxed);
         }
-        Ok(stats)
+        Ok(())
     }
 
     /// Verifies and decodes a stored batch; `None` (logged, counted) when it fails,

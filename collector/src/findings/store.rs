@@ -13,6 +13,7 @@ use sled::transaction::{
 };
 use thiserror::Error;
 
+use super::optimistic::{self, BufferedTx};
 use crate::store::StoreError;
 
 /// Keyspaces of the findings state; the sled backend keeps one tree per space.
@@ -220,12 +221,15 @@ impl FindingTx for SledTx<'_> {
     }
 }
 
-impl FindingStore for SledFindingStore {
-    fn transact(
+impl SledFindingStore {
+    /// A sled transaction: holds sled's process-wide lock while `f` runs, so
+    /// `f` must be short (see [`super::optimistic`]).
+    fn locked_transact(
         &self,
         f: &mut dyn FnMut(&dyn FindingTx) -> Result<(), FindingError>,
     ) -> Result<(), FindingError> {
         let f = RefCell::new(f);
+        let _gate = crate::store::flush_gate::transaction();
         let result = <[sled::Tree] as Transactional<FindingError>>::transaction(
             self.trees.as_slice(),
             |trees: &Vec<TransactionalTree>| {
@@ -244,6 +248,33 @@ impl FindingStore for SledFindingStore {
             Ok(()) => Ok(()),
             Err(TransactionError::Abort(e)) => Err(e),
             Err(TransactionError::Storage(e)) => Err(backend(e)),
+        }
+    }
+}
+
+impl FindingStore for SledFindingStore {
+    fn transact(
+        &self,
+        f: &mut dyn FnMut(&dyn FindingTx) -> Result<(), FindingError>,
+    ) -> Result<(), FindingError> {
+        let read = |space: Space, key: &[u8]| self.get(space, key);
+        loop {
+            let tx = BufferedTx::new(&read);
+            let outcome = f(&tx);
+            let (reads, writes) = tx.into_sets();
+            let mut valid = false;
+            self.locked_transact(&mut |tx| {
+                valid = optimistic::still_valid(tx, &reads)?;
+                if valid && outcome.is_ok() {
+                    optimistic::apply(tx, &writes)?;
+                }
+                Ok(())
+            })?;
+            // Something read changed meanwhile: the outcome (even an error) may
+            // rest on a mix of old and new values, so run `f` again.
+            if valid {
+                return outcome;
+            }
         }
     }
 
@@ -321,6 +352,7 @@ impl FindingStore for SledFindingStore {
     }
 
     fn flush(&self) -> Result<(), FindingError> {
+        let _gate = crate::store::flush_gate::flush();
         self.db.flush().map_err(backend)?;
         Ok(())
     }
@@ -329,6 +361,31 @@ impl FindingStore for SledFindingStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_changed_under_a_transaction_runs_it_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledFindingStore::open(sled::open(dir.path()).unwrap()).unwrap();
+        s.transact(&mut |tx| tx.put(Space::Findings, b"n", b"1"))
+            .unwrap();
+        let mut runs = 0;
+        s.transact(&mut |tx| {
+            runs += 1;
+            let n = tx.get(Space::Findings, b"n")?.unwrap()[0] - b'0';
+            if runs == 1 {
+                // Another writer commits between this read and our commit.
+                s.tree(Space::Findings).insert(b"n", b"5").unwrap();
+            }
+            // Reads see the transaction's own writes.
+            tx.put(Space::Cursors, b"seen", &[b'0' + n])?;
+            let seen = tx.get(Space::Cursors, b"seen")?.unwrap()[0] - b'0';
+            tx.put(Space::Findings, b"n", &[b'0' + seen + 1])
+        })
+        .unwrap();
+        assert_eq!(runs, 2);
+        assert_eq!(s.get(Space::Findings, b"n").unwrap(), Some(b"6".to_vec()));
+        assert_eq!(s.get(Space::Cursors, b"seen").unwrap(), Some(b"5".to_vec()));
+    }
 
     #[test]
     fn transaction_is_atomic_and_scans_respect_prefix_and_cursor() {

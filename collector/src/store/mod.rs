@@ -4,6 +4,7 @@
 //! these operations atomically (PostgreSQL, say) can be added later without
 //! touching the transport or enrolment code.
 
+pub mod flush_gate;
 mod sled_store;
 
 use protocol::{AgentId, TenantId};

@@ -266,6 +266,7 @@ impl Store for SledStore {
         let dkey = pair_key(&batch.tenant, &batch.agent);
         let bkey = batch_key(&batch.tenant, &batch.agent, batch.sequence);
         let value = encode_batch_value(batch);
+        let _gate = super::flush_gate::transaction();
         let result = (&self.batches, &self.delivery).transaction(|(batches, delivery)| {
             let mut counts: DeliveryCounts = match delivery.get(&dkey)? {
                 Some(v) => decode(&dkey, &v).map_err(ConflictableTransactionError::Abort)?,
@@ -290,6 +291,7 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> StoreResult<()> {
+        let _gate = super::flush_gate::flush();
         self.db.flush().map_err(backend)?;
         Ok(())
     }

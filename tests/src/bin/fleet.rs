@@ -64,6 +64,9 @@ struct Args {
     /// Directory for agent identities (and the in-process collector's data); a temporary one by default.
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Findings searches per second while streaming and until the pipeline caught up (0: none).
+    #[arg(long, default_value_t = 0.0)]
+    search_rate: f64,
     /// Worker threads of the simulator's runtime.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -109,6 +112,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     opts.enroll_parallel = args.enroll_parallel;
     opts.connect_parallel = args.connect_parallel;
     opts.sockets = args.sockets;
+    opts.search_rate = args.search_rate;
 
     let in_process = match &args.collector {
         Some(_) => None,
