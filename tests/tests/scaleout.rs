@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use agent::{AgentState, Spool, Uplink, UplinkConfig};
 use collector::admin::{AdminRequest, CreatedToken};
+use collector::findings::requests::FindingsRequest;
 use collector::pg::{PgPool, search_findings, wait};
 use e2e::{enroll_with, free_udp_port, init, records, workspace_bin};
 use protocol::TenantId;
@@ -332,6 +333,39 @@ ack_wait = "5s"
             .unwrap()
             .is_empty()
     );
+    // The collector's own search (CLI / admin socket) answers from PostgreSQL too.
+    let search = |tenant: &str, query: &str| {
+        AdminRequest::Findings(FindingsRequest::Search {
+            tenant: TenantId::new(tenant).unwrap(),
+            query: query.into(),
+            limit: Some(1000),
+            offset: None,
+            facets: false,
+        })
+    };
+    let v = col_b
+        .admin(&search("acme", "rule:port.telnet.exposed"))
+        .await
+        .expect("search answered");
+    let hits = v["hits"].as_array().unwrap();
+    assert!(!hits.is_empty(), "{v}");
+    assert!(
+        hits.iter()
+            .all(|h| h["doc"]["rule_id"] == "port.telnet.exposed" && h["doc"]["tenant"] == "acme"),
+        "{v}"
+    );
+    let v = col_b
+        .admin(&search("other", ""))
+        .await
+        .expect("search answered");
+    let ids: Vec<&str> = v["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["doc"]["id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), other.len().min(1000), "{v}");
+    assert!(ids.iter().all(|id| !acme.iter().any(|a| a.id == *id)));
     drop(col_b);
 }
 

@@ -237,14 +237,18 @@ pub fn open_pipeline(
     }
     let pool = open_pool(&settings.raw.backend.scaleout)
         .map_err(|e| FindingError::Backend(e.to_string()))?;
-    Ok(Pipeline::with_parts(
+    let fs = Arc::new(PgFindingStore::new(pool));
+    let pipeline = Pipeline::with_parts(
         store,
-        Arc::new(PgFindingStore::new(pool)),
+        fs.clone(),
         rules,
         SearchIndex::in_ram()?,
         metrics,
         PipelineOptions::default(),
-    ))
+    );
+    // Searches go to PostgreSQL, where the workers index every tenant's findings.
+    pipeline.set_external_search(fs);
+    Ok(pipeline)
 }
 
 #[cfg(test)]

@@ -28,6 +28,20 @@ use crate::search::{IndexDoc, IndexOptions, SearchIndex, SearchResults};
 use crate::store::Store;
 use crate::time::now_ms;
 
+/// Findings search served by another backend than the local Tantivy index
+/// (PostgreSQL full-text search in scale-out mode).
+pub trait ExternalSearch: Send + Sync + 'static {
+    /// Ids of `tenant`'s findings matching `query` (docs/search.md), best
+    /// first, at most `limit`.
+    fn search_ids(
+        &self,
+        tenant: &str,
+        query: &str,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Vec<String>, FindingError>;
+}
+
 /// Tunables of the pipeline.
 #[derive(Debug, Clone)]
 pub struct PipelineOptions {
@@ -87,6 +101,7 @@ pub struct Pipeline {
     keys: Mutex<HashMap<AgentId, VerifyingKey>>,
     history_due: Mutex<HashMap<String, (Instant, Duration)>>,
     last_sweep: Mutex<Option<Instant>>,
+    external: std::sync::OnceLock<Arc<dyn ExternalSearch>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -138,7 +153,13 @@ impl Pipeline {
             keys: Mutex::new(HashMap::new()),
             history_due: Mutex::new(HashMap::new()),
             last_sweep: Mutex::new(None),
+            external: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Answers searches from `search` instead of the local index (once; later calls are ignored).
+    pub fn set_external_search(&self, search: Arc<dyn ExternalSearch>) {
+        let _ = self.external.set(search);
     }
 
     /// The findings state.
@@ -549,8 +570,40 @@ impl Pipeline {
         offset: usize,
         facets: bool,
     ) -> Result<SearchResults, FindingError> {
-        self.index
-            .search_page(tenant.as_str(), query, limit, offset, facets, now_ms())
+        let Some(external) = self.external.get() else {
+            return self
+                .index
+                .search_page(tenant.as_str(), query, limit, offset, facets, now_ms());
+        };
+        // Findings only, no facets; `total` counts the matches up to offset + limit.
+        let started = Instant::now();
+        let ids = external.search_ids(
+            tenant.as_str(),
+            query,
+            limit.saturating_add(offset),
+            now_ms(),
+        )?;
+        let mut hits = Vec::with_capacity(limit);
+        for id in ids.iter().skip(offset) {
+            let rec = match self.finding(tenant, id) {
+                Ok(rec) => rec,
+                // Deleted since the search: skip rather than fail the page.
+                Err(FindingError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            let doc = serde_json::to_value(&rec).map_err(|e| FindingError::Index(e.to_string()))?;
+            hits.push(crate::search::Hit {
+                kind: "finding".into(),
+                score: 0.0,
+                doc,
+            });
+        }
+        Ok(SearchResults {
+            total: ids.len() as u64,
+            hits,
+            facets: Default::default(),
+            took_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        })
     }
 
     /// One finding of `tenant`.

@@ -58,6 +58,19 @@ mod key_tenant_tests {
     }
 }
 
+impl crate::findings::pipeline::ExternalSearch for PgFindingStore {
+    fn search_ids(
+        &self,
+        tenant: &str,
+        query: &str,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Vec<String>, FindingError> {
+        let hits = super::search::search_findings(&self.pool, tenant, query, limit, now_ms)?;
+        Ok(hits.into_iter().map(|h| h.id).collect())
+    }
+}
+
 fn space_id(space: Space) -> i16 {
     space as i16
 }
