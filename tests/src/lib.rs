@@ -354,3 +354,33 @@ impl Drop for UdpProxy {
         self.task.abort();
     }
 }
+
+/// Runs a real ports + HTTP scan of 127.0.0.1 on `ports` (the scope allows
+/// exactly those) and returns the agent's records.
+pub async fn scan_loopback_web(ports: &[u16]) -> Vec<Record> {
+    assert!(!ports.contains(&2024), "port 2024 belongs to the machine");
+    let ranges: Vec<protocol::PortRange> = ports
+        .iter()
+        .map(|&p| protocol::PortRange { start: p, end: p })
+        .collect();
+    let job = protocol::JobSpec {
+        job_id: "web".into(),
+        targets: vec!["127.0.0.1".into()],
+        ports: ranges.clone(),
+        checks: vec![protocol::CheckKind::Ports, protocol::CheckKind::Http],
+        every_secs: None,
+    };
+    let scope = protocol::Scope {
+        cidrs: vec!["127.0.0.1/32".into()],
+        hostnames: vec![],
+        ports: ranges,
+    };
+    let opts = agent::scan::ScanOptions {
+        banner_timeout: Duration::from_millis(500),
+        http_timeout: Duration::from_secs(3),
+        ..agent::scan::ScanOptions::default()
+    };
+    agent::scan::run_job(&job, &scope, &opts)
+        .await
+        .expect("loopback scan")
+}

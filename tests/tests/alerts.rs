@@ -8,7 +8,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agent::scan::{ScanOptions, run_job};
 use agent::{Spool, Uplink, UplinkConfig};
 use collector::alerts::AlertsConfig;
 use collector::alerts::outbox::IncidentDeadline;
@@ -18,7 +17,7 @@ use collector::{Collector, CollectorConfig};
 use console::Role;
 use e2e::alerts::{Receiver, api, api_key};
 use e2e::{enroll, init};
-use protocol::{CheckKind, JobSpec, PortRange, Scope, TenantId};
+use protocol::TenantId;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -251,27 +250,7 @@ async fn every_finding_and_change_reaches_a_recovering_webhook_exactly_by_key() 
     );
     let web_port = free_tcp_port();
     let web = http_server(([127, 0, 0, 1], web_port).into(), BARE).await;
-    let job = JobSpec {
-        job_id: "web".into(),
-        targets: vec!["127.0.0.1".into()],
-        ports: vec![PortRange {
-            start: web_port,
-            end: web_port,
-        }],
-        checks: vec![CheckKind::Ports, CheckKind::Http],
-        every_secs: None,
-    };
-    let scope = Scope {
-        cidrs: vec!["127.0.0.1/32".into()],
-        hostnames: vec![],
-        ports: job.ports.clone(),
-    };
-    let opts = ScanOptions {
-        banner_timeout: Duration::from_millis(500),
-        http_timeout: Duration::from_secs(3),
-        ..ScanOptions::default()
-    };
-    let recs = run_job(&job, &scope, &opts).await.unwrap();
+    let recs = e2e::scan_loopback_web(&[web_port]).await;
     let seq = spool.append(recs).unwrap();
     let tenant = TenantId::new("acme").unwrap();
     let f = c.findings();

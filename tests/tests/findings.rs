@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agent::scan::{ScanOptions, run_job};
 use agent::{AgentState, Spool, Uplink, UplinkConfig};
 use collector::Collector;
 use collector::admin::AdminRequest;
@@ -16,9 +15,7 @@ use collector::findings::requests::FindingsRequest;
 use collector::findings::{FindingRecord, FindingState, SuppressionKind};
 use collector::search::SearchResults;
 use e2e::{enroll, init, start_collector, wait_for};
-use protocol::{
-    CheckKind, JobSpec, Observation, PortObservation, PortRange, PortState, Record, Scope, TenantId,
-};
+use protocol::{Observation, PortObservation, PortState, Record, TenantId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const HARDENED: &str = "HTTP/1.1 200 OK\r\nServer: nginx/1.18.0\r\n\
@@ -143,30 +140,10 @@ async fn changed_target_drives_lifecycle_changes_mappings_and_posture() {
     let a2: SocketAddr = ([127, 0, 0, 1], p2).into();
     let r1 = Arc::new(Mutex::new(HARDENED.to_string()));
     let s1 = http_server(a1, r1.clone()).await;
-    let job = JobSpec {
-        job_id: "web".into(),
-        targets: vec!["127.0.0.1".into()],
-        ports: vec![
-            PortRange { start: p1, end: p1 },
-            PortRange { start: p2, end: p2 },
-        ],
-        checks: vec![CheckKind::Ports, CheckKind::Http],
-        every_secs: None,
-    };
-    let scope = Scope {
-        cidrs: vec!["127.0.0.1/32".into()],
-        hostnames: vec![],
-        ports: job.ports.clone(),
-    };
-    let opts = ScanOptions {
-        banner_timeout: Duration::from_millis(500),
-        http_timeout: Duration::from_secs(3),
-        ..ScanOptions::default()
-    };
     let tenant = TenantId::new("acme").unwrap();
 
     // Scan 1: only p1, hardened headers but a version-disclosing Server header.
-    let recs = run_job(&job, &scope, &opts).await.unwrap();
+    let recs = e2e::scan_loopback_web(&[p1, p2]).await;
     assert!(
         recs.iter()
             .any(|r| matches!(&r.observation, Observation::Http(h) if h.csp.is_some())),
@@ -209,7 +186,7 @@ async fn changed_target_drives_lifecycle_changes_mappings_and_posture() {
     *r1.lock().unwrap() = BARE.to_string();
     let r2 = Arc::new(Mutex::new(HARDENED.to_string()));
     let s2 = http_server(a2, r2).await;
-    let recs = run_job(&job, &scope, &opts).await.unwrap();
+    let recs = e2e::scan_loopback_web(&[p1, p2]).await;
     deliver(&c, &state, &spool, recs).await;
     let fs = findings(&c, "acme", "");
     let d1 = one(&fs, "http.server.version-disclosure", p1);
@@ -281,7 +258,7 @@ async fn changed_target_drives_lifecycle_changes_mappings_and_posture() {
     *r1.lock().unwrap() = HARDENED.to_string();
     s2.abort();
     let _ = s2.await;
-    let recs = run_job(&job, &scope, &opts).await.unwrap();
+    let recs = e2e::scan_loopback_web(&[p1, p2]).await;
     deliver(&c, &state, &spool, recs).await;
     let fs = findings(&c, "acme", "");
     let d1 = one(&fs, "http.server.version-disclosure", p1);

@@ -12,13 +12,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent::scan::{ScanOptions, run_job};
 use agent::{Spool, Uplink, UplinkConfig};
 use collector::Collector;
 use collector::admin::AdminRequest;
 use collector::config::CollectorConfig;
 use e2e::{enroll, init, wait_for};
-use protocol::{CheckKind, JobSpec, PortRange, Scope};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -257,27 +255,7 @@ async fn reports_in_every_format_and_incidents_over_the_api() {
     };
     assert_ne!(port, 2024);
     let server = bare_http_server(([127, 0, 0, 1], port).into()).await;
-    let job = JobSpec {
-        job_id: "web".into(),
-        targets: vec!["127.0.0.1".into()],
-        ports: vec![PortRange {
-            start: port,
-            end: port,
-        }],
-        checks: vec![CheckKind::Ports, CheckKind::Http],
-        every_secs: None,
-    };
-    let scope = Scope {
-        cidrs: vec!["127.0.0.1/32".into()],
-        hostnames: vec![],
-        ports: job.ports.clone(),
-    };
-    let opts = ScanOptions {
-        banner_timeout: Duration::from_millis(500),
-        http_timeout: Duration::from_secs(3),
-        ..ScanOptions::default()
-    };
-    let recs = run_job(&job, &scope, &opts).await.unwrap();
+    let recs = e2e::scan_loopback_web(&[port]).await;
     let seq = spool.append(recs).unwrap();
     let f = c.findings();
     let (t, a) = (state.meta.tenant.clone(), state.meta.agent.clone());
