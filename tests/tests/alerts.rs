@@ -152,6 +152,17 @@ async fn channel_with_rule(
     ch
 }
 
+/// Queues a test message on channel `ch` of acme; returns the 202 answer.
+async fn send_test(addr: SocketAddr, key: &str, ch: &Value) -> Value {
+    let path = format!(
+        "/tenants/acme/alert-channels/{}/test",
+        ch["id"].as_str().unwrap()
+    );
+    let (s, q) = api(addr, "POST", &path, key, None).await;
+    assert_eq!(s, 202, "{q}");
+    q
+}
+
 /// A loopback HTTP server answering every GET with `response`.
 async fn http_server(addr: SocketAddr, response: &'static str) -> tokio::task::JoinHandle<()> {
     let l = tokio::net::TcpListener::bind(addr).await.unwrap();
@@ -592,12 +603,7 @@ async fn slack_channel_posts_text_and_blocks() {
     .await;
     assert_eq!(s, 201, "{ch}");
     assert!(ch.get("secret").is_none());
-    let test = format!(
-        "/tenants/acme/alert-channels/{}/test",
-        ch["id"].as_str().unwrap()
-    );
-    let (s, q) = api(addr, "POST", &test, &key, None).await;
-    assert_eq!(s, 202, "{q}");
+    let q = send_test(addr, &key, &ch).await;
     documented("post", "/alert-channels/{id}/test", &q);
     eventually("slack message", Duration::from_secs(20), || async {
         (rx.accepted().len() == 1).then_some(())
@@ -802,12 +808,7 @@ async fn a_hanging_receiver_times_out_without_holding_up_other_channels() {
         )
         .await;
         assert_eq!(s, 201, "{ch}");
-        let test = format!(
-            "/tenants/acme/alert-channels/{}/test",
-            ch["id"].as_str().unwrap()
-        );
-        let (s, q) = api(addr, "POST", &test, &key, None).await;
-        assert_eq!(s, 202, "{q}");
+        let q = send_test(addr, &key, &ch).await;
         ids.push(q["delivery_id"].as_str().unwrap().to_string());
     }
     let queued = tokio::time::Instant::now();
@@ -881,11 +882,7 @@ async fn https_webhooks_verify_the_receiver_certificate() {
     )
     .await;
     assert_eq!(s, 201, "{ch}");
-    let test = format!(
-        "/tenants/acme/alert-channels/{}/test",
-        ch["id"].as_str().unwrap()
-    );
-    assert_eq!(api(addr, "POST", &test, &key, None).await.0, 202);
+    send_test(addr, &key, &ch).await;
     let dead = eventually("refused certificate", Duration::from_secs(20), || async {
         deliveries(addr, &key, "acme", "dead").await.pop()
     })
@@ -1002,11 +999,7 @@ async fn email_over_starttls_authenticates_only_inside_tls() {
         vec![],
     )
     .await;
-    let test = format!(
-        "/tenants/acme/alert-channels/{}/test",
-        ch["id"].as_str().unwrap()
-    );
-    assert_eq!(api(addr, "POST", &test, &key, None).await.0, 202);
+    send_test(addr, &key, &ch).await;
     eventually("delivered over TLS", Duration::from_secs(20), || async {
         deliveries(addr, &key, "acme", "delivered").await.pop()
     })
@@ -1041,11 +1034,7 @@ async fn email_over_starttls_authenticates_only_inside_tls() {
         vec![],
     )
     .await;
-    let test = format!(
-        "/tenants/acme/alert-channels/{}/test",
-        ch["id"].as_str().unwrap()
-    );
-    assert_eq!(api(addr, "POST", &test, &key, None).await.0, 202);
+    send_test(addr, &key, &ch).await;
     let dead = eventually(
         "refused without STARTTLS",
         Duration::from_secs(20),
